@@ -1,0 +1,1 @@
+//! Emulated Tang runtime (`libtangrt_shared.so`) and PTML (`libptml_shared.so`).

@@ -1,0 +1,7 @@
+//! sunrise-link: the Sunrise Link transport of Mooncake TENT as a Rust library.
+//!
+//! The layout follows `design.md`: `abi` (every `extern "C"` item), `engine` (the transport in
+//! safe Rust), `tang` (the vendor runtime behind a trait) and `config`.
+
+/// The library version, as in `Cargo.toml`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
