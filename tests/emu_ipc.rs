@@ -208,6 +208,24 @@ fn two_processes_write_and_read() {
             let s = x.stats();
             assert_eq!(s.ipc_requests, 3);
 
+            // Remote device memory into local host memory (device-to-host through the mapping).
+            let mut host = vec![0u8; LEN / 8];
+            assert_eq!(
+                x.submit(
+                    b,
+                    &[req(
+                        READ,
+                        host.as_mut_ptr() as u64,
+                        1,
+                        r.base,
+                        (LEN / 8) as u64
+                    )]
+                ),
+                0
+            );
+            assert_eq!(x.wait(b, 3).0, COMPLETED, "{}", x.error(b, 3));
+            assert_eq!(host, pattern(LEN / 8, 1));
+
             // Re-registration at the same address with a new handle: the stale mapping fails,
             // the host is asked again (refresh), the new handle is opened and the old one closed.
             peer.send("realloc 9");
@@ -216,7 +234,7 @@ fn two_processes_write_and_read() {
             x.set_remote(1, r2.clone());
             let same_address = r2.base == r.base;
             assert_eq!(x.submit(b, &[req(READ, mine, 1, r2.base, LEN as u64)]), 0);
-            assert_eq!(x.wait(b, 3).0, COMPLETED, "{}", x.error(b, 3));
+            assert_eq!(x.wait(b, 4).0, COMPLETED, "{}", x.error(b, 4));
             assert_eq!(dev.read(mine, LEN), pattern(LEN, 9));
             assert!(
                 same_address,
@@ -232,11 +250,11 @@ fn two_processes_write_and_read() {
             x.set_remote(1, far);
             assert_eq!(x.invalidate(1), 0);
             assert_eq!(x.submit(b, &[req(READ, mine, 1, r2.base, 64)]), 0);
-            assert_eq!(x.wait(b, 4).0, FAILED);
+            assert_eq!(x.wait(b, 5).0, FAILED);
             assert!(
-                x.error(b, 4).contains("another-machine"),
+                x.error(b, 5).contains("another-machine"),
                 "{}",
-                x.error(b, 4)
+                x.error(b, 5)
             );
 
             // A remote host buffer is not reachable; a malformed shm_path fails after one refresh.
@@ -244,22 +262,22 @@ fn two_processes_write_and_read() {
             host.location = "cpu:0".into();
             x.set_remote(1, host);
             assert_eq!(x.submit(b, &[req(READ, mine, 1, r2.base, 64)]), 0);
-            assert_eq!(x.wait(b, 5).0, FAILED);
+            assert_eq!(x.wait(b, 6).0, FAILED);
             assert!(
-                x.error(b, 5).contains("not Tang device memory"),
+                x.error(b, 6).contains("not Tang device memory"),
                 "{}",
-                x.error(b, 5)
+                x.error(b, 6)
             );
             let mut bad = r2.clone();
             bad.shm_path = "/mooncake_shm_segment".into();
             x.set_remote(1, bad);
             let before = x.host.refreshes.load(Ordering::SeqCst);
             assert_eq!(x.submit(b, &[req(READ, mine, 1, r2.base, 64)]), 0);
-            assert_eq!(x.wait(b, 6).0, FAILED);
+            assert_eq!(x.wait(b, 7).0, FAILED);
             assert_eq!(x.host.refreshes.load(Ordering::SeqCst), before + 1);
             // Unknown segment: FAILED, not a submit error.
             assert_eq!(x.submit(b, &[req(READ, mine, 42, r2.base, 64)]), 0);
-            assert_eq!(x.wait(b, 7).0, FAILED);
+            assert_eq!(x.wait(b, 8).0, FAILED);
 
             drop(x);
             assert_eq!(emu.live("ipc_open"), 0, "destroy closed every mapping");

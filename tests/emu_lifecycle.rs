@@ -160,7 +160,8 @@ fn cancellation_stops_tasks_not_started() {
             let (a, b) = (dev.alloc(0, total), dev.alloc(1, total));
             x.add(a, total as u64, "cuda:0").unwrap();
             x.add(b, total as u64, "cuda:1").unwrap();
-            dev.write(a, &pattern(total, 3));
+            let data = pattern(total, 3);
+            dev.write(a, &data);
             let bt = x.batch(n as u64);
             let reqs: Vec<_> = (0..n as u64)
                 .map(|i| req(WRITE, a + i * P64, 0, b + i * P64, P64))
@@ -176,10 +177,7 @@ fn cancellation_stops_tasks_not_started() {
                 match s {
                     COMPLETED => {
                         assert_eq!(bytes, P64);
-                        assert_eq!(
-                            dev.read(b + off as u64, PIECE),
-                            pattern(total, 3)[off..off + PIECE]
-                        );
+                        assert_eq!(dev.read(b + off as u64, PIECE), data[off..off + PIECE]);
                     }
                     CANCELED => {
                         assert!(i >= (n / 2) as u64, "task {i} was never cancelled");
@@ -394,4 +392,66 @@ fn registration_rules() {
         assert_eq!(x.remove(a), SUNRISE_LINK_ADDRESS_NOT_REGISTERED);
         let _ = x.host.notifies.load(Ordering::SeqCst);
     });
+}
+
+#[test]
+fn callers_current_device_is_left_alone() {
+    scenario(
+        "callers_current_device_is_left_alone",
+        &[("TANG_EMU_DEVICES", "4")],
+        || {
+            type SetDev = unsafe extern "C" fn(i32) -> i32;
+            type GetDev = unsafe extern "C" fn(*mut i32) -> i32;
+            let path = std::path::PathBuf::from(std::env::var("MC_TANGRT_LIB_DIR").unwrap())
+                .join("libtangrt_shared.so");
+            // SAFETY: the emulator, at the path the library loads it from.
+            let lib = unsafe { libloading::Library::new(path) }.unwrap();
+            let set = unsafe { *lib.get::<SetDev>(b"tangSetDevice").unwrap() };
+            let get = unsafe { *lib.get::<GetDev>(b"tangGetDevice").unwrap() };
+            let current = || {
+                let mut d = -1;
+                assert_eq!(unsafe { get(&mut d) }, 0);
+                d
+            };
+            assert_eq!(unsafe { set(3) }, 0);
+            let dev = Dev::open();
+            assert_eq!(current(), 3, "the device plugin restores it");
+            let x = Xport::new("{}");
+            let (a, b) = (dev.alloc(1, MIB), dev.alloc(2, MIB));
+            x.add(a, MIB as u64, "cuda:1").unwrap();
+            x.add(b, MIB as u64, "cuda:2").unwrap();
+            assert_eq!(current(), 3, "registration restores it");
+            let bt = x.batch(2);
+            assert_eq!(
+                x.submit(
+                    bt,
+                    &[req(WRITE, a, 0, b, MIB as u64), req(READ, a, 0, b, 64)]
+                ),
+                0
+            );
+            assert_eq!(x.wait(bt, 0).0, COMPLETED);
+            assert_eq!(x.wait(bt, 1).0, COMPLETED);
+            assert_eq!(current(), 3, "copies never touch the caller's thread");
+        },
+    );
+}
+
+#[test]
+fn topology_detection_failure_skips_the_device() {
+    scenario(
+        "topology_detection_failure_skips_the_device",
+        &[
+            ("TANG_EMU_DEVICES", "2"),
+            ("TANG_EMU_FAULTS", "ptmlPtlinkPhytopoDetect:9"),
+        ],
+        || {
+            let x = Xport::new("{}");
+            let logs = x.host.logs.lock().unwrap().clone();
+            assert!(
+                logs.iter()
+                    .any(|(l, m)| *l == 1 && m.contains("topology: device 0 skipped")),
+                "{logs:?}"
+            );
+        },
+    );
 }
