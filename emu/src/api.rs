@@ -917,7 +917,20 @@ export! {
         if b.destroyed() {
             return tangErrorDestroyed;
         }
-        let mut w = [IPC_MAGIC, b.owner_pid as u64, b.id, b.size as u64, mem::uid() as u64, r.dev as u64, 0, 0];
+        // The handle names the allocation and the offset of `devPtr` in it: opening it yields
+        // the address that corresponds to `devPtr` (the runtime has no call that would tell a
+        // caller an allocation's base).
+        let offset = (devPtr as usize - r.start) as u64;
+        let mut w = [
+            IPC_MAGIC,
+            b.owner_pid as u64,
+            b.id,
+            b.size as u64,
+            mem::uid() as u64,
+            r.dev as u64,
+            offset,
+            0,
+        ];
         w[7] = checksum(&w[..7]);
         let mut h = tangIpcMemHandle_t::default();
         for (dst, src) in h.reserved.iter_mut().zip(w) {
@@ -939,7 +952,10 @@ export! {
         if w[0] != IPC_MAGIC || w[7] != checksum(&w[..7]) || w[4] != mem::uid() as u64 {
             return tangErrorInvalidValue;
         }
-        let (owner, id, size) = (w[1] as u32, w[2], w[3] as usize);
+        let (owner, id, size, offset) = (w[1] as u32, w[2], w[3] as usize, w[6] as usize);
+        if offset >= size {
+            return tangErrorInvalidValue;
+        }
         let e = emu();
         let dev = tri!(e.current());
         let key = (owner, id, dev.idx);
@@ -955,7 +971,7 @@ export! {
             }
             *refs += 1;
             e.live.ipc_open.fetch_add(1, Ordering::Relaxed);
-            unsafe { *devPtr = *addr as *mut c_void };
+            unsafe { *devPtr = (*addr + offset) as *mut c_void };
             return tangSuccess;
         }
         let b = match Backing::open(owner, id, size) {
@@ -968,7 +984,7 @@ export! {
         e.insert_region(Region { start: addr, len: size, va_len, dev: dev.idx, kind: Kind::Import(Arc::new(b)) });
         imports.insert(key, (addr, 1));
         e.live.ipc_open.fetch_add(1, Ordering::Relaxed);
-        unsafe { *devPtr = addr as *mut c_void };
+        unsafe { *devPtr = (addr + offset) as *mut c_void };
         tangSuccess
     }
 }
@@ -979,9 +995,6 @@ export! {
         let addr = devPtr as usize;
         let Some(r) = e.region_at(addr) else { return tangErrorInvalidValue };
         let Kind::Import(b) = &r.kind else { return tangErrorInvalidValue };
-        if r.start != addr {
-            return tangErrorInvalidValue;
-        }
         let key = (b.owner_pid, b.id, r.dev);
         let mut imports = lock(&e.imports);
         let Some((_, refs)) = imports.get_mut(&key) else { return tangErrorInvalidValue };
@@ -989,9 +1002,9 @@ export! {
         e.live.ipc_open.fetch_sub(1, Ordering::Relaxed);
         if *refs == 0 {
             imports.remove(&key);
-            wr(&e.regions).remove(&addr);
+            wr(&e.regions).remove(&r.start);
             if let Some(dev) = e.devices().get(r.dev as usize) {
-                dev.give_va(addr, r.va_len);
+                dev.give_va(r.start, r.va_len);
             }
         }
         tangSuccess

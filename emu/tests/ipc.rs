@@ -124,6 +124,37 @@ fn freed_allocation_is_destroyed_for_openers() {
 }
 
 #[test]
+fn handle_of_an_interior_pointer_opens_at_that_pointer() {
+    let _g = serial();
+    let r = rt();
+    let n = 1 << 16;
+    let d = r.malloc(n);
+    let pat: Vec<u8> = (0..n).map(|i| (i / 256) as u8).collect();
+    assert_eq!(r.h2d(d, &pat), 0);
+    let inner = unsafe { d.cast::<u8>().add(4096) }.cast();
+    let (mut hb, mut hi) = ([0u64; 8], [0u64; 8]);
+    assert_eq!(unsafe { (r.tangIpcGetMemHandle)(&mut hb, d) }, 0);
+    assert_eq!(unsafe { (r.tangIpcGetMemHandle)(&mut hi, inner) }, 0);
+    r.set_device(1);
+    let (mut ob, mut oi) = (std::ptr::null_mut(), std::ptr::null_mut());
+    assert_eq!(unsafe { (r.tangIpcOpenMemHandle)(&mut ob, hb, 1) }, 0);
+    assert_eq!(unsafe { (r.tangIpcOpenMemHandle)(&mut oi, hi, 1) }, 0);
+    assert_eq!(
+        oi as usize - ob as usize,
+        4096,
+        "one mapping, pointer at the same offset"
+    );
+    let mut buf = vec![0u8; 256];
+    assert_eq!(r.d2h(&mut buf, oi), 0);
+    assert!(buf.iter().all(|&b| b == 16));
+    assert_eq!(unsafe { (r.tangIpcCloseMemHandle)(oi) }, 0);
+    assert_eq!(unsafe { (r.tangIpcCloseMemHandle)(ob) }, 0);
+    assert_eq!(r.live("ipc_open"), 0);
+    r.set_device(0);
+    assert_eq!(unsafe { (r.tangFree)(d) }, 0);
+}
+
+#[test]
 fn bad_handles_are_rejected() {
     let _g = serial();
     let r = rt();
