@@ -240,27 +240,29 @@ export! {
         if r.dev != peer || !matches!(r.kind, Kind::Alloc(_) | Kind::Import(_)) {
             return tangErrorInvalidValue;
         }
-        let peer_dev = tri!(e.device(peer as c_int));
-        let Some(peer_base) = peer_dev.base() else { return tangErrorMemoryAllocation };
-        let key = (srcDevice as u32, port as u32);
+        let key = (srcDevice as u32, port as u32, r.start);
         let mut windows = lock(&e.windows);
-        let start = match windows.get(&key) {
-            Some(&s) => s,
+        let existing = windows.get(&key).and_then(|&w| e.region_at(w)).filter(|w| {
+            matches!(&w.kind, Kind::Window { target, .. } if target.upgrade().is_some_and(|t| Arc::ptr_eq(&t, &r)))
+        });
+        let start = match existing {
+            Some(w) => w.start,
             None => {
-                let len = 2 * peer_dev.half;
-                let Some(start) = mem::reserve(len) else { return tangErrorMemoryAllocation };
+                let Some(start) = dev.take_va(r.va_len) else {
+                    return tangErrorMemoryAllocation;
+                };
                 e.insert_region(Region {
                     start,
-                    len,
-                    va_len: 0,
+                    len: r.len,
+                    va_len: r.va_len,
                     dev: dev.idx,
-                    kind: Kind::Window { port: port as u32, peer, peer_base },
+                    kind: Kind::Window { port: port as u32, peer, target: Arc::downgrade(&r) },
                 });
                 windows.insert(key, start);
                 start
             }
         };
-        unsafe { *accessAddr = (start + (peerAddr as usize - peer_base)) as *mut c_void };
+        unsafe { *accessAddr = (start + (peerAddr as usize - r.start)) as *mut c_void };
         tangSuccess
     }
 }
@@ -284,7 +286,7 @@ export! {
             dev.used.fetch_sub(va_len as u64, Ordering::Relaxed);
             return tangErrorMemoryAllocation;
         }
-        let Some(addr) = dev.take_va(va_len, false) else {
+        let Some(addr) = dev.take_va(va_len) else {
             dev.used.fetch_sub(va_len as u64, Ordering::Relaxed);
             return tangErrorMemoryAllocation;
         };
@@ -324,6 +326,7 @@ export! {
                 b.destroy();
             }
         }
+        e.drop_windows_to(addr);
         if let Some(dev) = e.devices().get(r.dev as usize) {
             dev.give_va(r.start, r.va_len);
             dev.used.fetch_sub(r.va_len as u64, Ordering::Relaxed);
@@ -635,7 +638,7 @@ fn host_alloc(pptr: *mut *mut c_void, size: usize, flags: u32) -> tangError_t {
     };
     if flags & HOST_ALLOC_MAPPED != 0 {
         let va_len = round_up(size, PAGE);
-        let Some(alias) = dev.take_va(va_len, true) else {
+        let Some(alias) = dev.take_va(va_len) else {
             mem::host_unmap(p, size);
             return tangErrorMemoryAllocation;
         };
@@ -980,7 +983,7 @@ export! {
             Err(false) => return tangErrorInvalidValue,
         };
         let va_len = round_up(size, PAGE);
-        let Some(addr) = dev.take_va(va_len, true) else { return tangErrorMemoryAllocation };
+        let Some(addr) = dev.take_va(va_len) else { return tangErrorMemoryAllocation };
         e.insert_region(Region { start: addr, len: size, va_len, dev: dev.idx, kind: Kind::Import(Arc::new(b)) });
         imports.insert(key, (addr, 1));
         e.live.ipc_open.fetch_add(1, Ordering::Relaxed);
@@ -1003,6 +1006,7 @@ export! {
         if *refs == 0 {
             imports.remove(&key);
             wr(&e.regions).remove(&r.start);
+            e.drop_windows_to(r.start);
             if let Some(dev) = e.devices().get(r.dev as usize) {
                 dev.give_va(r.start, r.va_len);
             }

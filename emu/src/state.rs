@@ -37,11 +37,12 @@ pub enum Kind {
     Alloc(Arc<Backing>),
     /// An allocation of another process (or this one) opened through an IPC handle.
     Import(Arc<Backing>),
-    /// The window through which device `dev` reaches its link peer's memory over `port`.
+    /// The window through which device `dev` reaches one region of its link peer over `port`
+    /// (same length, same offsets). Dead once the target is freed or closed.
     Window {
         port: u32,
         peer: u32,
-        peer_base: usize,
+        target: std::sync::Weak<Region>,
     },
     /// The device-side alias of mapped pinned host memory.
     MappedHost(Arc<HostAlloc>),
@@ -60,59 +61,66 @@ pub struct Device {
     pub idx: u32,
     pub capacity: u64,
     pub used: AtomicU64,
-    /// Start of the device's `PROT_NONE` range: allocations in the first half, imports and
-    /// host aliases in the second.
-    base: OnceLock<Option<usize>>,
-    pub half: usize,
-    va: Mutex<VaSpace>,
-    iva: Mutex<VaSpace>,
+    /// The device's address space: `PROT_NONE` chunks reserved as needed, never handed back
+    /// to the host while the device exists, so a stale device pointer still faults.
+    arena: Mutex<Arena>,
     pub default_stream: OnceLock<Arc<Stream>>,
     pub peers: Mutex<Vec<u32>>,
 }
 
+/// Chunks of reserved address space and the free ranges in them.
+struct Arena {
+    chunks: Vec<(usize, usize)>,
+    free: VaSpace,
+}
+
+/// Address space is reserved in chunks of this size (or the allocation's size if larger), so
+/// that the emulator's footprint follows what is allocated (tools such as valgrind limit it).
+const CHUNK: usize = 1 << 30;
+
 impl Device {
     fn new(idx: u32, capacity: u64) -> Device {
-        let half = (capacity.max(64 << 20) as usize).next_power_of_two();
         Device {
             idx,
             capacity,
             used: AtomicU64::new(0),
-            base: OnceLock::new(),
-            half,
-            va: Mutex::new(VaSpace::new(half)),
-            iva: Mutex::new(VaSpace::new(half)),
+            arena: Mutex::new(Arena {
+                chunks: Vec::new(),
+                free: VaSpace::new(0),
+            }),
             default_stream: OnceLock::new(),
             peers: Mutex::new(Vec::new()),
         }
     }
 
-    pub fn base(&self) -> Option<usize> {
-        *self.base.get_or_init(|| mem::reserve(2 * self.half))
-    }
-
-    /// Takes `len` bytes of address space: `import` = from the second half.
-    pub fn take_va(&self, len: usize, import: bool) -> Option<usize> {
-        let base = self.base()?;
-        let off = if import {
-            lock(&self.iva).alloc(len)? + self.half
-        } else {
-            lock(&self.va).alloc(len)?
-        };
-        Some(base + off)
+    /// Takes `len` (page-rounded) bytes of the device's address space.
+    pub fn take_va(&self, len: usize) -> Option<usize> {
+        let mut a = lock(&self.arena);
+        if let Some(addr) = a.free.alloc(len) {
+            return Some(addr);
+        }
+        let size = len.max(CHUNK);
+        let base = mem::reserve(size)?;
+        a.chunks.push((base, size));
+        a.free.release(base, size);
+        a.free.alloc(len)
     }
 
     pub fn give_va(&self, addr: usize, len: usize) {
-        let Some(base) = self.base() else { return };
-        let off = addr - base;
-        if off >= self.half {
-            lock(&self.iva).release(off - self.half, len);
-        } else {
-            lock(&self.va).release(off, len);
-        }
+        lock(&self.arena).free.release(addr, len);
     }
 
     pub fn default_stream(&self) -> Arc<Stream> {
         Arc::clone(self.default_stream.get_or_init(|| Stream::new(self.idx)))
+    }
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        let a = self.arena.get_mut().unwrap_or_else(|e| e.into_inner());
+        for &(base, size) in &a.chunks {
+            unsafe { libc::munmap(base as *mut libc::c_void, size) };
+        }
     }
 }
 
@@ -139,7 +147,8 @@ pub struct Emu {
     pub hosts: RwLock<BTreeMap<usize, Arc<HostAlloc>>>,
     /// (owner pid, allocation id, device) -> (address, open count).
     pub imports: Mutex<HashMap<ImportKey, (usize, u64)>>,
-    pub windows: Mutex<HashMap<(u32, u32), usize>>,
+    /// (device, port, target region start) -> window start.
+    pub windows: Mutex<HashMap<(u32, u32, usize), usize>>,
     pub streams: RwLock<HashMap<usize, Arc<Stream>>>,
     /// Destroyed streams whose queued work may still be running.
     pub draining: Mutex<Vec<Arc<Stream>>>,
@@ -298,16 +307,18 @@ impl Emu {
                     _inner: None,
                 })
             }
-            Kind::Window {
-                port,
-                peer,
-                peer_base,
-            } => {
+            Kind::Window { port, peer, target } => {
                 match cfg.link_up(r.dev, *port) {
                     Some((far, _)) if far == *peer => {}
                     _ => return Err(tangErrorDriverIoctlFailed),
                 }
-                let inner = self.resolve(peer_base + off, len)?;
+                // The target must still be the region at its address (not freed or closed).
+                let t = target.upgrade().ok_or(tangErrorIllegalAddress)?;
+                match self.region_at(t.start) {
+                    Some(now) if Arc::ptr_eq(&now, &t) => {}
+                    _ => return Err(tangErrorIllegalAddress),
+                }
+                let inner = self.resolve(t.start + off, len)?;
                 if inner.dev != *peer || inner.route.is_some() {
                     return Err(tangErrorIllegalAddress);
                 }
@@ -318,6 +329,23 @@ impl Emu {
                     _keep: Arc::clone(&r),
                     _inner: Some(inner._keep),
                 })
+            }
+        }
+    }
+
+    /// Removes the peer windows aimed at the region starting at `target` (it was freed or
+    /// closed) and returns their address space.
+    pub fn drop_windows_to(&self, target: usize) {
+        let mut windows = lock(&self.windows);
+        let dead: Vec<(u32, u32, usize)> =
+            windows.keys().filter(|k| k.2 == target).copied().collect();
+        for k in dead {
+            if let Some(w) = windows.remove(&k) {
+                if let Some(r) = wr(&self.regions).remove(&w) {
+                    if let Some(dev) = self.devices().get(r.dev as usize) {
+                        dev.give_va(r.start, r.va_len);
+                    }
+                }
             }
         }
     }

@@ -258,6 +258,42 @@ fn peer_pointer_follows_the_ptml_topology() {
 }
 
 #[test]
+fn peer_pointer_to_freed_memory_fails() {
+    let _g = serial();
+    let r = rt();
+    let gpp = r.peer_pointer();
+    let d0 = r.malloc(8192);
+    r.set_device(1);
+    let d1 = r.malloc(8192);
+    r.set_device(0);
+    let (mut m, mut m2) = (std::ptr::null_mut(), std::ptr::null_mut());
+    let inner = unsafe { d1.cast::<u8>().add(100) }.cast();
+    assert_eq!(unsafe { gpp(0, 0, d1, &mut m) }, 0);
+    assert_eq!(unsafe { gpp(0, 0, inner, &mut m2) }, 0);
+    assert_eq!(m2 as usize - m as usize, 100, "one window per peer region");
+    let mut at = [0u64; 3];
+    assert_eq!(unsafe { (r.tangPointerGetAttributes)(&mut at, m) }, 0);
+    assert_eq!(
+        (at[0] & 0xffff_ffff, at[0] >> 32),
+        (2, 0),
+        "device memory of device 0"
+    );
+    assert_eq!(unsafe { (r.tangMemcpy)(m2, d0, 8092, D2D) }, 0);
+    assert_eq!(
+        unsafe { (r.tangMemcpy)(m2, d0, 8093, D2D) },
+        1,
+        "past the peer region"
+    );
+    assert_eq!(unsafe { (r.tangFree)(d1) }, 0);
+    assert_ne!(
+        unsafe { (r.tangMemcpy)(m, d0, 8192, D2D) },
+        0,
+        "window to freed memory"
+    );
+    assert_eq!(unsafe { (r.tangFree)(d0) }, 0);
+}
+
+#[test]
 fn down_link_and_removed_device() {
     let _g = serial();
     let r = rt();
