@@ -553,6 +553,9 @@ export! {
         let e = emu();
         let addr = ptr as usize;
         let a = if let Some(r) = e.region_at(addr) {
+            if e.cfg().attributes_need_current_device && state::current_raw() != r.dev as c_int {
+                return tangErrorInvalidValue;
+            }
             match &r.kind {
                 Kind::MappedHost(h) => tangPointerAttributes {
                     type_: MEM_TYPE_HOST,

@@ -55,6 +55,9 @@ pub struct Config {
     pub removed_devices: Vec<u32>,
     /// (device, port): the link at that port is down (at both of its ends).
     pub down_links: Vec<(u32, u32)>,
+    /// `tangPointerGetAttributes` on device memory fails unless its device is current (what
+    /// Mooncake observed on some stacks).
+    pub attributes_need_current_device: bool,
 }
 
 impl Default for Config {
@@ -69,6 +72,7 @@ impl Default for Config {
             memcpy_peer_unsupported: false,
             removed_devices: Vec::new(),
             down_links: Vec::new(),
+            attributes_need_current_device: false,
         }
     }
 }
@@ -148,7 +152,8 @@ impl Config {
                 | "fault"
                 | "memcpy_peer_unsupported"
                 | "removed_devices"
-                | "down_links" => {}
+                | "down_links"
+                | "attributes_need_current_device" => {}
                 other => return Err(format!("unknown key `{other}`")),
             }
         }
@@ -225,6 +230,11 @@ impl Config {
                 .as_bool()
                 .ok_or("memcpy_peer_unsupported: expected true or false")?;
         }
+        if let Some(v) = doc.get("attributes_need_current_device") {
+            next.attributes_need_current_device = v
+                .as_bool()
+                .ok_or("attributes_need_current_device: expected true or false")?;
+        }
         if let Some(v) = doc.get("removed_devices") {
             let arr = v.as_array().ok_or("removed_devices: expected an array")?;
             next.removed_devices = arr
@@ -258,6 +268,10 @@ impl Config {
         {
             if entry == "memcpy_peer_unsupported" {
                 next.memcpy_peer_unsupported = true;
+                continue;
+            }
+            if entry == "attributes_need_current_device" {
+                next.attributes_need_current_device = true;
                 continue;
             }
             if let Some(d) = entry.strip_prefix("remove_device=") {

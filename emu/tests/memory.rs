@@ -415,6 +415,15 @@ fn pointer_attributes() {
         assert_eq!((r.tangFree)(d), 0);
     }
     assert_eq!(r.live("host_alloc"), 0);
+    // optionally, queries only work with the owning device current
+    let d = r.malloc(10);
+    assert_eq!(r.configure("attributes_need_current_device = true"), 0);
+    r.set_device(0);
+    assert_eq!(unsafe { (r.tangPointerGetAttributes)(&mut at, d) }, 1);
+    r.set_device(4);
+    assert_eq!(unsafe { (r.tangPointerGetAttributes)(&mut at, d) }, 0);
+    unsafe { (r.tangEmuClearFaults)() };
+    assert_eq!(unsafe { (r.tangFree)(d) }, 0);
     r.set_device(0);
 }
 
