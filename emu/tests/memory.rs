@@ -71,6 +71,10 @@ fn capacity_and_out_of_memory() {
     assert_eq!(unsafe { (r.tangFree)(a) }, 0);
     assert_eq!(unsafe { (r.tangMalloc)(&mut p, 0) }, 0);
     assert!(p.is_null(), "size 0 gives NULL");
+    // more than the backing file system can hold: out of memory, not SIGBUS later
+    assert_eq!(r.configure("memory_per_device = \"100TiB\""), 0);
+    assert_eq!(unsafe { (r.tangMalloc)(&mut p, 90 << 40) }, 2);
+    assert_eq!(r.live("device_alloc"), 0);
     assert_eq!(r.configure("memory_per_device = \"16GiB\""), 0);
 }
 
@@ -115,6 +119,11 @@ fn every_memcpy_kind_and_contradicting_kinds() {
         0
     );
     assert_eq!(&b[..10], &a[10..20]);
+    assert_eq!(
+        unsafe { (r.tangMemset)(h, 0x5f, n) },
+        1,
+        "memset of host memory"
+    );
     assert_eq!(unsafe { (r.tangMemset)(d1, 0x5f, n) }, 0);
     assert_eq!(r.d2h(&mut b, d1), 0);
     assert!(b.iter().all(|&x| x == 0x5f));
