@@ -5,8 +5,10 @@ mod common;
 use common::{rt, serial, D2D, D2H, H2D};
 use std::time::{Duration, Instant};
 
-/// Device 0 reaches device 1 over its port 0 at 100 MB/s: 4 MiB take about 42 ms.
-const SLOW: &str = "[link_model]\nbandwidth = 100000000\nlatency_us = 0\n";
+/// Every port at 50 MB/s: 2 MiB take about 42 ms, 4 MiB about 84 ms. Only lower bounds on
+/// time are asserted (they follow from the model); "still pending" checks come right after
+/// the enqueue, far inside those windows.
+const SLOW: &str = "[link_model]\nbandwidth = 50000000\nlatency_us = 0\n";
 
 fn peer_window(
     n: usize,
@@ -44,10 +46,7 @@ fn stream_query_is_not_ready_while_work_is_pending() {
     let t = Instant::now();
     assert_eq!(unsafe { (r.tangMemcpyAsync)(mapped, local, n, D2D, s) }, 0);
     assert_eq!(unsafe { (r.tangEventRecord)(ev, s) }, 0);
-    assert!(
-        t.elapsed() < Duration::from_millis(30),
-        "enqueue does not wait"
-    );
+    // the enqueue returned before the copy finished
     assert_eq!(unsafe { (r.tangStreamQuery)(s) }, 600);
     assert_eq!(unsafe { (r.tangEventQuery)(ev) }, 600);
     assert_eq!(
@@ -57,7 +56,7 @@ fn stream_query_is_not_ready_while_work_is_pending() {
     );
     assert_eq!(unsafe { (r.tangStreamSynchronize)(s) }, 0);
     assert!(
-        t.elapsed() >= Duration::from_millis(35),
+        t.elapsed() >= Duration::from_millis(80),
         "copy throttled by the link model"
     );
     assert_eq!(unsafe { (r.tangStreamQuery)(s) }, 0);
@@ -109,7 +108,7 @@ fn parallel_ports_add_bandwidth_same_port_shares_it() {
     let _g = serial();
     let r = rt();
     assert_eq!(r.configure(SLOW), 0);
-    let n = 2 << 20; // 21 ms per copy at 100 MB/s
+    let n = 2 << 20; // 42 ms per copy
     let gpp = r.peer_pointer();
     let mut remote = Vec::new();
     for d in 1..=2 {
@@ -139,9 +138,9 @@ fn parallel_ports_add_bandwidth_same_port_shares_it() {
     };
     let different = run(m1 as usize, m2 as usize);
     let same = run(m1 as usize, m1 as usize);
-    println!("two copies of 2 MiB at 100 MB/s: different ports {different:?}, same port {same:?}");
+    println!("two copies of 2 MiB at 50 MB/s: different ports {different:?}, same port {same:?}");
     assert!(
-        same >= Duration::from_millis(40),
+        same >= Duration::from_millis(80),
         "same port shares bandwidth: {same:?}"
     );
     assert!(
@@ -438,7 +437,7 @@ fn fork_with_pending_work() {
     let _g = serial();
     let r = rt();
     assert_eq!(r.configure(SLOW), 0);
-    let n = 4 << 20; // ~42 ms over the slow port
+    let n = 4 << 20; // ~84 ms over the slow port
     let (local, remote, mapped) = peer_window(n);
     let (mut s, mut ev) = (std::ptr::null_mut(), std::ptr::null_mut());
     unsafe {
