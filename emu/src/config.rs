@@ -77,20 +77,31 @@ impl Default for Config {
     }
 }
 
-/// The default topology. Device `d` reaches device `e` on its port `rank_d(e)`, the index of `e`
-/// among the other devices in ascending order (`e` if `e < d`, else `e - 1`). A link exists when
-/// both ends have such a port (rank < 10); so up to 11 devices form a full mesh, and beyond that
-/// only pairs whose ranks both fit are linked.
+/// The default topology.
+///
+/// Up to 11 devices: a full mesh, device `d` reaching device `e` on its port `e` if `e < d`,
+/// else `e - 1` (the index of `e` among the other devices).
+///
+/// More than 11 devices: a ring with chords, each device linked to its 10 nearest neighbours:
+/// port `2k` reaches `(d + k + 1) mod n`, port `2k + 1` reaches `(d - k - 1) mod n`, k = 0..4.
 pub fn full_mesh(n: u32) -> Vec<Link> {
     let mut links = Vec::new();
-    for d in 0..n {
-        for e in d + 1..n {
-            let pd = e - 1;
-            let pe = d;
-            if pd < PORTS && pe < PORTS {
+    if n <= PORTS + 1 {
+        for d in 0..n {
+            for e in d + 1..n {
                 links.push(Link {
-                    a: (d, pd),
-                    b: (e, pe),
+                    a: (d, e - 1),
+                    b: (e, d),
+                });
+            }
+        }
+    } else {
+        for d in 0..n {
+            for k in 0..PORTS / 2 {
+                let e = (d + k + 1) % n;
+                links.push(Link {
+                    a: (d, 2 * k),
+                    b: (e, 2 * k + 1),
                 });
             }
         }
