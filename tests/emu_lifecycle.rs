@@ -372,24 +372,50 @@ fn registration_rules() {
         let dev = Dev::open();
         let x = Xport::new("{}");
         let a = dev.alloc(1, 2 * MIB);
-        // A sub-range that starts inside the allocation is refused, nothing registered.
-        let (rc, msg) = x.add(a + MIB as u64, MIB as u64, "cuda:1").unwrap_err();
-        assert_eq!(rc, SUNRISE_LINK_INVALID_ARGUMENT);
-        assert!(msg.contains("inside a larger device allocation"), "{msg}");
-        // From its first byte, the shm_path is the 128 uppercase hex chars of the handle.
-        let shm = x.add(a, MIB as u64, "cuda:1").unwrap();
+        dev.write(a, &pattern(2 * MIB, 4));
+        // The emulator's handle carries the pointer's offset (opening it yields that pointer),
+        // so a sub-range is accepted and a peer reaches exactly its bytes. (A runtime whose
+        // handle names the whole allocation gets INVALID_ARGUMENT instead: unit test
+        // sub_range_of_an_allocation_is_rejected.)
+        let sub = a + MIB as u64;
+        let shm = x.add(sub, MIB as u64, "cuda:1").unwrap();
         assert_eq!(shm.len(), 128);
         assert!(
             shm.bytes()
                 .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(&c)),
             "{shm}"
         );
+        x.set_remote(
+            5,
+            Remote {
+                base: 0x4000_0000,
+                length: MIB as u64,
+                location: "cuda:1".into(),
+                shm_path: shm,
+                machine_id: MACHINE.into(),
+            },
+        );
+        let mine = dev.alloc(0, MIB);
+        x.add(mine, MIB as u64, "cuda:0").unwrap();
+        let b = x.batch(1);
         assert_eq!(
-            x.add(a, MIB as u64, "cuda:9").unwrap_err().0,
+            x.submit(b, &[req(READ, mine, 5, 0x4000_0000 + 4096, 8192)]),
+            0
+        );
+        assert_eq!(x.wait(b, 0).0, COMPLETED, "{}", x.error(b, 0));
+        assert_eq!(
+            dev.read(mine, 8192),
+            pattern(2 * MIB, 4)[MIB + 4096..MIB + 4096 + 8192]
+        );
+        // A device this process does not have; nothing stays registered on failure.
+        let c = dev.alloc(0, 4096);
+        assert_eq!(
+            x.add(c, 4096, "cuda:9").unwrap_err().0,
             SUNRISE_LINK_DEVICE_NOT_FOUND
         );
-        assert_eq!(x.remove(a), 0);
-        assert_eq!(x.remove(a), SUNRISE_LINK_ADDRESS_NOT_REGISTERED);
+        assert_eq!(x.remove(c), SUNRISE_LINK_ADDRESS_NOT_REGISTERED);
+        assert_eq!(x.remove(sub), 0);
+        assert_eq!(x.remove(sub), SUNRISE_LINK_ADDRESS_NOT_REGISTERED);
         let _ = x.host.notifies.load(Ordering::SeqCst);
     });
 }
