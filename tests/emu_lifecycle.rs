@@ -481,3 +481,22 @@ fn topology_detection_failure_skips_the_device() {
         },
     );
 }
+
+#[test]
+fn ptml_is_shared_by_transports_of_one_process() {
+    scenario(
+        "ptml_is_shared_by_transports_of_one_process",
+        &[("TANG_EMU_DEVICES", "2")],
+        || {
+            let emu = Emu::open();
+            let x1 = Xport::new("{}");
+            let x2 = Xport::new("{}"); // ptmlInit answers ALREADY_INITIALIZED: still a success
+            assert_eq!(emu.calls("ptmlInit"), 2);
+            drop(x1);
+            assert_eq!(emu.calls("ptmlUninit"), 0, "x2 still uses PTML");
+            assert_eq!(x2.uninstall(), 0);
+            assert_eq!(emu.calls("ptmlUninit"), 1, "the last one out uninitialises");
+            assert_eq!(x2.install(Some("{}")), 0, "{}", last_error());
+        },
+    );
+}
