@@ -377,6 +377,20 @@ fn registration_rules() {
         // so a sub-range is accepted and a peer reaches exactly its bytes. (A runtime whose
         // handle names the whole allocation gets INVALID_ARGUMENT instead: unit test
         // sub_range_of_an_allocation_is_rejected.)
+        // The shm_path is the runtime's own 64 handle bytes in uppercase hex, as upstream writes
+        // it (so mixed clusters interoperate).
+        type GetHandle = unsafe extern "C" fn(*mut [u8; 64], *mut c_void) -> i32;
+        let path = std::path::PathBuf::from(std::env::var("MC_TANGRT_LIB_DIR").unwrap())
+            .join("libtangrt_shared.so");
+        // SAFETY: the emulator, at the path the library loads it from.
+        let lib = unsafe { libloading::Library::new(path) }.unwrap();
+        let get = unsafe { *lib.get::<GetHandle>(b"tangIpcGetMemHandle").unwrap() };
+        let mut raw = [0u8; 64];
+        assert_eq!(unsafe { get(&mut raw, a as *mut c_void) }, 0);
+        let want: String = raw.iter().map(|b| format!("{b:02X}")).collect();
+        let whole = x.add(a, MIB as u64, "cuda:1").unwrap();
+        assert_eq!(whole, want);
+        assert_eq!(x.remove(a), 0);
         let sub = a + MIB as u64;
         let shm = x.add(sub, MIB as u64, "cuda:1").unwrap();
         assert_eq!(shm.len(), 128);

@@ -291,3 +291,61 @@ fn async_copies_complete_per_task() {
         },
     );
 }
+
+#[test]
+fn mapped_pinned_host_memory_is_normalised() {
+    scenario(
+        "mapped_pinned_host_memory_is_normalised",
+        &[("TANG_EMU_DEVICES", "2")],
+        || {
+            type HostAlloc = unsafe extern "C" fn(*mut *mut std::ffi::c_void, usize, u32) -> i32;
+            type DevPtr =
+                unsafe extern "C" fn(*mut *mut std::ffi::c_void, *mut std::ffi::c_void, u32) -> i32;
+            let path = std::path::PathBuf::from(std::env::var("MC_TANGRT_LIB_DIR").unwrap())
+                .join("libtangrt_shared.so");
+            // SAFETY: the emulator, at the path the library loads it from.
+            let lib = unsafe { libloading::Library::new(path) }.unwrap();
+            let host_alloc = unsafe { *lib.get::<HostAlloc>(b"tangHostAlloc").unwrap() };
+            let dev_ptr = unsafe { *lib.get::<DevPtr>(b"tangHostGetDevicePointer").unwrap() };
+            let dev = Dev::open();
+            let x = Xport::new("{}");
+            // Pinned host memory mapped into device 0 (tangHostAllocMapped = 2), and its alias.
+            let mut h: *mut std::ffi::c_void = std::ptr::null_mut();
+            assert_eq!(unsafe { host_alloc(&mut h, MIB, 2) }, 0);
+            let mut alias: *mut std::ffi::c_void = std::ptr::null_mut();
+            assert_eq!(unsafe { dev_ptr(&mut alias, h, 0) }, 0);
+            assert_ne!(alias, h);
+            let data = pattern(MIB, 12);
+            // SAFETY: h is MIB bytes of pinned host memory.
+            unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), h as *mut u8, MIB) };
+            let d = dev.alloc(1, MIB);
+            x.add(d, MIB as u64, "cuda:1").unwrap();
+            // Registered through its device alias as host memory: copied with host kinds.
+            assert_eq!(x.add(alias as u64, MIB as u64, "cpu:0").unwrap(), "");
+            let b = x.batch(2);
+            assert_eq!(
+                x.submit(b, &[req(WRITE, alias as u64, 0, d, MIB as u64)]),
+                0
+            );
+            assert_eq!(x.wait(b, 0).0, COMPLETED, "{}", x.error(b, 0));
+            assert_eq!(dev.read(d, MIB), data);
+            // Unregistered alias: found by its pointer attributes, normalised the same way.
+            assert_eq!(x.remove(alias as u64), 0);
+            dev.write(d, &pattern(MIB, 13));
+            assert_eq!(x.submit(b, &[req(READ, alias as u64, 0, d, MIB as u64)]), 0);
+            assert_eq!(x.wait(b, 1).0, COMPLETED, "{}", x.error(b, 1));
+            // SAFETY: as above.
+            let got = unsafe { std::slice::from_raw_parts(h as *const u8, MIB) };
+            assert_eq!(got, &pattern(MIB, 13)[..]);
+            let s = x.stats();
+            assert_eq!(
+                s.paths[SUNRISE_LINK_PATH_HOST_TO_DEVICE as usize].requests,
+                1
+            );
+            assert_eq!(
+                s.paths[SUNRISE_LINK_PATH_DEVICE_TO_HOST as usize].requests,
+                1
+            );
+        },
+    );
+}
