@@ -143,7 +143,7 @@ fn cancellation_stops_tasks_not_started() {
     let conf = dir.path().join("emu.toml");
     std::fs::write(
         &conf,
-        "devices = 2\n[link_model]\nbandwidth = \"64MiB/s\"\n",
+        "devices = 2\n[link_model]\nbandwidth = \"64MiB/s\"\nlatency_us = 20000\n",
     )
     .unwrap();
     let conf = conf.to_str().unwrap().to_string();
@@ -167,7 +167,8 @@ fn cancellation_stops_tasks_not_started() {
                 .map(|i| req(WRITE, a + i * P64, 0, b + i * P64, P64))
                 .collect();
             assert_eq!(x.submit(bt, &reqs), 0);
-            for i in (n / 2) as u64..n as u64 {
+            // From the back: the last tasks are the furthest from running.
+            for i in ((n / 2) as u64..n as u64).rev() {
                 assert_eq!(unsafe { (x.p.task_cancel.unwrap())(x.t, bt, i) }, 0);
             }
             let mut cancelled = 0;

@@ -906,6 +906,47 @@ mod tests {
     }
 
     #[test]
+    fn host_callbacks_struct_size_is_honoured() {
+        unsafe extern "C" fn must_not_be_called(_: *mut c_void, _: i32, _: *const c_char) {
+            std::process::abort();
+        }
+        // An older host that knows only the fields up to `lookup_remote_buffer`: the `log`
+        // slot past its size is garbage here and must be ignored.
+        let cb = sunrise_link_host_callbacks_t {
+            abi_version: 1,
+            // abi_version + struct_size + user_data + lookup_remote_buffer
+            struct_size: 24,
+            user_data: std::ptr::null_mut(),
+            lookup_remote_buffer: None,
+            log: Some(must_not_be_called),
+            notify_progress: None,
+            local_machine_id: 1 as *const c_char,
+        };
+        let mut t = std::ptr::null_mut();
+        unsafe {
+            assert_eq!(sunrise_link_transport_create(&cb, &mut t), 0);
+            assert!(!t.is_null());
+            // A failing install logs a warning-free error; nothing reaches the ignored slot.
+            assert_eq!(
+                sunrise_link_transport_install(
+                    t,
+                    b"{\"worker_threads\": 0}\0".as_ptr() as *const c_char
+                ),
+                1
+            );
+            assert_eq!(sunrise_link_transport_destroy(t), 0);
+            let short = sunrise_link_host_callbacks_t {
+                struct_size: 4,
+                ..cb
+            };
+            let mut u = std::ptr::null_mut();
+            assert_eq!(sunrise_link_transport_create(&short, &mut u), 1);
+            assert!(u.is_null(), "no output on failure");
+            assert_eq!(sunrise_link_transport_destroy(std::ptr::null_mut()), 0);
+        }
+    }
+
+    #[test]
     fn layouts() {
         use std::mem::size_of;
         assert_eq!(size_of::<sunrise_link_request_t>(), 40);

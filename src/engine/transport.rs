@@ -639,8 +639,12 @@ mod tests {
         let reqs: Vec<Request> = (0..2000)
             .map(|i| req(OP_WRITE, a + i * 512, 0, b + i * 512, 512))
             .collect();
+        // Copies wait at the gate, so at most the first task has started when we cancel.
+        fake.set_gate(false);
         t.submit(h, &reqs).unwrap();
         let cancelled = (1000..2000).filter(|&i| t.cancel(h, i).unwrap()).count();
+        fake.set_gate(true);
+        assert_eq!(cancelled, 1000);
         let mut seen = 0;
         for i in 0..2000 {
             let s = wait(&t, h, i).0;
