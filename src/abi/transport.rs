@@ -908,7 +908,7 @@ mod tests {
     #[test]
     fn host_callbacks_struct_size_is_honoured() {
         unsafe extern "C" fn must_not_be_called(_: *mut c_void, _: i32, _: *const c_char) {
-            std::process::abort();
+            ffi_value!((), { std::process::abort() })
         }
         // An older host that knows only the fields up to `lookup_remote_buffer`: the `log`
         // slot past its size is garbage here and must be ignored.
