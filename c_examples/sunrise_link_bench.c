@@ -709,9 +709,9 @@ static void apply_link_model(void) {
   if (rt.EmuConfigure == NULL)
     die("--port-gbps/--port-latency-us need the emulated runtime (tangEmuConfigure missing)");
   char toml[256];
-  snprintf(toml, sizeof toml,
-           "[link_model]\nbandwidth_bytes_per_s = %.0f\nlatency_us = %.3f\n",
-           opt.port_gbps * 1e9, opt.port_latency_us);
+  int n = snprintf(toml, sizeof toml, "[link_model]\nlatency_us = %.3f\n", opt.port_latency_us);
+  if (opt.port_gbps > 0)
+    snprintf(toml + n, sizeof toml - (size_t)n, "bandwidth = %.0f\n", opt.port_gbps * 1e9);
   int rc = rt.EmuConfigure(toml);
   if (rc != 0) die("tangEmuConfigure rejected the link model (code %d)", rc);
 }
