@@ -392,12 +392,15 @@ fn lane_done(
     }
 }
 
-/// Finds where a local address lives: the registry first (no runtime call), else the
-/// runtime's pointer attributes, retried with each device current (the query is
-/// current-device sensitive), else pageable host memory.
-fn locate(ctx: &Ctx, dc: &mut DeviceCache, addr: u64, len: u64) -> Mem {
+/// Finds where a local range lives: the registry first (no runtime call), else the runtime's
+/// pointer attributes, retried with each device current (the query is current-device
+/// sensitive). Only device memory may be used unregistered (the runtime checks such a range
+/// against its allocation); host memory must lie inside a registered buffer, since nothing
+/// else can tell whether the caller's pointer and length are valid, and a range that starts
+/// in a registered buffer must end in it.
+fn locate(ctx: &Ctx, dc: &mut DeviceCache, addr: u64, len: u64) -> Result<Mem> {
     if let Some(h) = ctx.registry.lookup(addr, len) {
-        return if h.device >= 0 {
+        return Ok(if h.device >= 0 {
             Mem::Device {
                 dev: h.device,
                 addr,
@@ -406,36 +409,37 @@ fn locate(ctx: &Ctx, dc: &mut DeviceCache, addr: u64, len: u64) -> Mem {
             Mem::Host {
                 addr: addr.wrapping_add(h.host_delta),
             }
-        };
+        });
     }
-    let classify = |a: crate::tang::PointerInfo| {
-        if a.memory_type == MEMORY_TYPE_DEVICE && a.device >= 0 {
-            Mem::Device {
-                dev: a.device,
-                addr,
-            }
-        } else {
-            // Mapped pinned host memory: use the host alias, copied with host kinds.
-            Mem::Host {
-                addr: if a.host_pointer != 0 {
-                    a.host_pointer
-                } else {
-                    addr
-                },
-            }
-        }
+    let unregistered = |what: &str| {
+        Error::new(
+            code::ADDRESS_NOT_REGISTERED,
+            format!("local range [{addr:#x}, +{len}) {what}"),
+        )
+    };
+    if ctx.registry.lookup(addr, 1).is_some() {
+        return Err(unregistered("runs past the end of its registered buffer"));
+    }
+    let device = |a: crate::tang::PointerInfo| {
+        (a.memory_type == MEMORY_TYPE_DEVICE && a.device >= 0).then_some(Mem::Device {
+            dev: a.device,
+            addr,
+        })
     };
     if let Ok(a) = ctx.rt.pointer_attributes(addr) {
-        return classify(a);
+        return device(a).ok_or_else(|| unregistered("is host memory that is not registered"));
     }
     for d in 0..ctx.device_count {
         if dc.ensure(ctx.rt.as_ref(), d).is_ok() {
             if let Ok(a) = ctx.rt.pointer_attributes(addr) {
-                return classify(a);
+                return device(a)
+                    .ok_or_else(|| unregistered("is host memory that is not registered"));
             }
         }
     }
-    Mem::Host { addr }
+    Err(unregistered(
+        "is not inside a registered buffer (nor Tang device memory)",
+    ))
 }
 
 type Failure = (Path, Error);
@@ -463,10 +467,10 @@ fn execute(
             "request range wraps around the address space",
         )));
     }
-    let local = locate(ctx, &mut w.dc, req.source, req.length);
+    let local = locate(ctx, &mut w.dc, req.source, req.length).map_err(un)?;
     let mut mapping: Option<Arc<Mapping>> = None;
     let target = if req.target_id == LOCAL_SEGMENT_ID {
-        locate(ctx, &mut w.dc, req.target_offset, req.length)
+        locate(ctx, &mut w.dc, req.target_offset, req.length).map_err(un)?
     } else {
         ctx.stats.count_ipc();
         let m = ctx
