@@ -164,8 +164,16 @@ pub struct Pool {
 /// Where one side of a copy lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mem {
-    Device { dev: i32, addr: u64 },
-    Host { addr: u64 },
+    /// `bounded`: the range is known to lie in one buffer (registered, or a peer's published
+    /// buffer); else only the runtime's check of the whole range in one call bounds it.
+    Device {
+        dev: i32,
+        addr: u64,
+        bounded: bool,
+    },
+    Host {
+        addr: u64,
+    },
 }
 
 enum Outcome {
@@ -404,6 +412,7 @@ fn locate(ctx: &Ctx, dc: &mut DeviceCache, addr: u64, len: u64) -> Result<Mem> {
             Mem::Device {
                 dev: h.device,
                 addr,
+                bounded: true,
             }
         } else {
             Mem::Host {
@@ -424,6 +433,7 @@ fn locate(ctx: &Ctx, dc: &mut DeviceCache, addr: u64, len: u64) -> Result<Mem> {
         (a.memory_type == MEMORY_TYPE_DEVICE && a.device >= 0).then_some(Mem::Device {
             dev: a.device,
             addr,
+            bounded: false,
         })
     };
     if let Ok(a) = ctx.rt.pointer_attributes(addr) {
@@ -489,6 +499,7 @@ fn execute(
         let t = Mem::Device {
             dev: m.device,
             addr: m.translate(req.target_offset),
+            bounded: true,
         };
         mapping = Some(m);
         t
@@ -533,6 +544,7 @@ fn execute(
             let (src, dst) = order(Mem::Device {
                 dev: m.device,
                 addr: m.translate(req.target_offset),
+                bounded: true,
             });
             copy(s, w, batch, idx, src, dst, req.length, start)
         }
@@ -552,24 +564,45 @@ fn copy(
 ) -> std::result::Result<Outcome, Failure> {
     let ctx = &s.ctx;
     match (src, dst) {
-        (Mem::Device { dev: sd, addr: sa }, Mem::Device { dev: dd, addr: da }) if sd == dd => {
-            single(
-                s,
-                w,
-                batch,
-                idx,
-                sd,
-                da,
-                sa,
-                len,
-                MemcpyKind::DeviceToDevice,
-                Path::SameDevice,
-                start,
-            )
-        }
-        (Mem::Device { dev: sd, addr: sa }, Mem::Device { dev: dd, addr: da }) => {
+        (
+            Mem::Device {
+                dev: sd, addr: sa, ..
+            },
+            Mem::Device {
+                dev: dd, addr: da, ..
+            },
+        ) if sd == dd => single(
+            s,
+            w,
+            batch,
+            idx,
+            sd,
+            da,
+            sa,
+            len,
+            MemcpyKind::DeviceToDevice,
+            Path::SameDevice,
+            start,
+        ),
+        (
+            Mem::Device {
+                dev: sd,
+                addr: sa,
+                bounded: sb,
+            },
+            Mem::Device {
+                dev: dd,
+                addr: da,
+                bounded: db,
+            },
+        ) => {
             let ports = ctx.topo.ports(sd, dd);
-            if ctx.cfg.enable_port_striping
+            // Lanes are checked by the runtime one by one: a range not known to lie in one
+            // buffer could then be copied partly, into whatever follows its allocation. Such
+            // a range is copied in one call, which the runtime checks as a whole.
+            if sb
+                && db
+                && ctx.cfg.enable_port_striping
                 && len >= ctx.cfg.port_striping_min_size
                 && ports.len() > 1
             {
@@ -580,7 +613,7 @@ fn copy(
                 .map(Outcome::Done)
                 .map_err(|e| (Path::Peer, e))
         }
-        (Mem::Host { addr: sa }, Mem::Device { dev, addr: da }) => single(
+        (Mem::Host { addr: sa }, Mem::Device { dev, addr: da, .. }) => single(
             s,
             w,
             batch,
@@ -593,7 +626,7 @@ fn copy(
             Path::HostToDevice,
             start,
         ),
-        (Mem::Device { dev, addr: sa }, Mem::Host { addr: da }) => single(
+        (Mem::Device { dev, addr: sa, .. }, Mem::Host { addr: da }) => single(
             s,
             w,
             batch,
