@@ -112,6 +112,8 @@ pub struct Job {
     idx: usize,
     work: Work,
     start: Instant,
+    /// The remote mapping a lane copies through, kept open until the lane has run.
+    _keep: Option<Arc<Mapping>>,
 }
 
 impl Job {
@@ -121,6 +123,7 @@ impl Job {
             idx,
             work: Work::Request(req),
             start,
+            _keep: None,
         }
     }
 }
@@ -132,6 +135,8 @@ struct Pending {
     bytes: u64,
     path: Path,
     start: Instant,
+    /// The remote mapping the async copy uses, kept open until its event completes.
+    _keep: Option<Arc<Mapping>>,
 }
 
 #[derive(Default)]
@@ -512,7 +517,7 @@ fn execute(
         }
     };
     let (src, dst) = order(target);
-    match copy(s, w, batch, idx, src, dst, req.length, start) {
+    match copy(s, w, batch, idx, src, dst, req.length, start, &mapping) {
         Ok(o) => Ok(o),
         Err(first) => {
             let Some(old) = mapping else {
@@ -546,7 +551,7 @@ fn execute(
                 addr: m.translate(req.target_offset),
                 bounded: true,
             });
-            copy(s, w, batch, idx, src, dst, req.length, start)
+            copy(s, w, batch, idx, src, dst, req.length, start, &Some(m))
         }
     }
 }
@@ -561,6 +566,7 @@ fn copy(
     dst: Mem,
     len: u64,
     start: Instant,
+    keep: &Option<Arc<Mapping>>,
 ) -> std::result::Result<Outcome, Failure> {
     let ctx = &s.ctx;
     match (src, dst) {
@@ -583,6 +589,7 @@ fn copy(
             MemcpyKind::DeviceToDevice,
             Path::SameDevice,
             start,
+            keep,
         ),
         (
             Mem::Device {
@@ -606,7 +613,7 @@ fn copy(
                 && len >= ctx.cfg.port_striping_min_size
                 && ports.len() > 1
             {
-                stripe(s, batch, idx, sa, sd, da, dd, len, ports, start);
+                stripe(s, batch, idx, sa, sd, da, dd, len, ports, start, keep);
                 return Ok(Outcome::Deferred);
             }
             peer_chain(ctx, &mut w.dc, da, dd, sa, sd, len)
@@ -625,6 +632,7 @@ fn copy(
             MemcpyKind::HostToDevice,
             Path::HostToDevice,
             start,
+            keep,
         ),
         (Mem::Device { dev, addr: sa, .. }, Mem::Host { addr: da }) => single(
             s,
@@ -638,6 +646,7 @@ fn copy(
             MemcpyKind::DeviceToHost,
             Path::DeviceToHost,
             start,
+            keep,
         ),
         (Mem::Host { .. }, Mem::Host { .. }) => Err((
             Path::Unrouted,
@@ -664,6 +673,7 @@ fn single(
     kind: MemcpyKind,
     path: Path,
     start: Instant,
+    keep: &Option<Arc<Mapping>>,
 ) -> std::result::Result<Outcome, Failure> {
     let ctx = &s.ctx;
     let rt = ctx.rt.as_ref();
@@ -716,6 +726,7 @@ fn single(
                 bytes: len,
                 path,
                 start,
+                _keep: keep.clone(),
             });
         s.done.cv.notify_one();
         return Ok(Outcome::Deferred);
@@ -791,6 +802,7 @@ fn stripe(
     len: u64,
     ports: &[i32],
     start: Instant,
+    keep: &Option<Arc<Mapping>>,
 ) {
     let n = ports.len() as u64;
     // Lane size rounded up to 4 KiB so lanes start aligned.
@@ -824,6 +836,7 @@ fn stripe(
             idx,
             work: Work::Lane(l),
             start,
+            _keep: keep.clone(),
         })
         .collect();
     let mut q = s.queue.jobs.lock().unwrap_or_else(|e| e.into_inner());
