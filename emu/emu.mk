@@ -25,7 +25,7 @@ LDFLAGS_EMU = -L$(LIBDIR) -Wl,-rpath,$(LIBDIR) -ltangrt_shared -lptml_shared -lp
 
 PKGS := -p sunrise-link-emu -p sunrise-link-emu-ptml
 
-.PHONY: root layout test-c demo
+.PHONY: root layout headers-alone test-c demo
 
 root:
 	cd $(REPO) && $(CARGO) build --release $(PKGS)
@@ -56,7 +56,17 @@ $(C_BUILD)/test_emu_cpp: $(EMU_DIR)/c/test_emu.cpp $(EMU_DIR)/include/*.h $(EMU_
 $(C_BUILD)/ipc_demo: $(EMU_DIR)/c/ipc_demo.c $(EMU_DIR)/include/*.h $(EMU_DIR)/include/tang_rt/*.h | $(C_BUILD)
 	$(EMU_CC) -std=c11 $(CFLAGS_EMU) $< -o $@ $(LDFLAGS_EMU)
 
-test-c: root $(C_BUILD)/test_emu $(C_BUILD)/test_emu_cpp $(C_BUILD)/ipc_demo
+HEADERS := tang_runtime_api.h tang_rt/driver_types.h tang_rt/host_defines.h ptml.h tang_emu.h
+
+# Each header compiles on its own, as C11 and as C++17.
+headers-alone: root
+	@for h in $(HEADERS); do \
+		printf '#include <%s>\n' $$h | $(EMU_CC) -std=c11 $(CFLAGS_EMU) -x c -fsyntax-only - || exit 1; \
+		printf '#include <%s>\n' $$h | $(EMU_CXX) -std=c++17 $(CFLAGS_EMU) -x c++ -fsyntax-only - || exit 1; \
+	done
+	@echo "headers compile alone as C11 and C++17: $(HEADERS)"
+
+test-c: root headers-alone $(C_BUILD)/test_emu $(C_BUILD)/test_emu_cpp $(C_BUILD)/ipc_demo
 	$(C_BUILD)/test_emu $(C_BUILD)/ipc_demo
 	$(C_BUILD)/test_emu_cpp
 

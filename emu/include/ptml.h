@@ -5,6 +5,7 @@
 #ifndef PTML_H
 #define PTML_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #if defined(__GNUC__) || defined(__clang__)

@@ -22,8 +22,8 @@ extern "C" {
  * while device memory, IPC mappings, streams or events are live. */
 TANGRT_API_PUBLIC int tangEmuConfigure(const char* toml_text);
 
-/* Removes every injected fault (function faults, tangMemcpyPeer unsupported, removed devices,
- * down links). */
+/* Removes every injected fault (function faults, tangMemcpyPeer unsupported,
+ * attributes_need_current_device, removed devices, down links). */
 TANGRT_API_PUBLIC void tangEmuClearFaults(void);
 
 /* Calls of a runtime (tang*) or PTML (ptml*) function since start or the last reset. */

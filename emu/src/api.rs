@@ -286,13 +286,13 @@ export! {
             dev.used.fetch_sub(va_len as u64, Ordering::Relaxed);
             return tangErrorMemoryAllocation;
         }
-        let Some(addr) = dev.take_va(va_len) else {
+        let id = e.seq.fetch_add(1, Ordering::Relaxed);
+        let Ok(b) = Backing::create(id, dev.idx, sizeBytes) else {
             dev.used.fetch_sub(va_len as u64, Ordering::Relaxed);
             return tangErrorMemoryAllocation;
         };
-        let id = e.seq.fetch_add(1, Ordering::Relaxed);
-        let Ok(b) = Backing::create(id, dev.idx, sizeBytes) else {
-            dev.give_va(addr, va_len);
+        let Some(addr) = dev.take_va(va_len) else {
+            b.destroy();
             dev.used.fetch_sub(va_len as u64, Ordering::Relaxed);
             return tangErrorMemoryAllocation;
         };
@@ -346,7 +346,13 @@ export! {
         if dst.is_null() {
             return tangErrorInvalidValue;
         }
-        let r = tri!(e.resolve(dst as usize, sizeBytes));
+        let r = tri!(e.resolve(dst as usize, sizeBytes).map_err(|c| {
+            if c == tangErrorInvalidDevicePointer {
+                tangErrorInvalidValue
+            } else {
+                c
+            }
+        }));
         unsafe { std::ptr::write_bytes(r.ptr, value as u8, sizeBytes) };
         let until = e.throttle(r.route, sizeBytes);
         copy_bytes(r.ptr, r.ptr, 0, until);
@@ -553,6 +559,9 @@ export! {
         let e = emu();
         let addr = ptr as usize;
         let a = if let Some(r) = e.region_at(addr) {
+            if e.cfg().attributes_need_current_device && state::current_raw() != r.dev as c_int {
+                return tangErrorInvalidValue;
+            }
             match &r.kind {
                 Kind::MappedHost(h) => tangPointerAttributes {
                     type_: MEM_TYPE_HOST,

@@ -55,6 +55,9 @@ pub struct Config {
     pub removed_devices: Vec<u32>,
     /// (device, port): the link at that port is down (at both of its ends).
     pub down_links: Vec<(u32, u32)>,
+    /// `tangPointerGetAttributes` on device memory fails unless its device is current (what
+    /// Mooncake observed on some stacks).
+    pub attributes_need_current_device: bool,
 }
 
 impl Default for Config {
@@ -69,24 +72,36 @@ impl Default for Config {
             memcpy_peer_unsupported: false,
             removed_devices: Vec::new(),
             down_links: Vec::new(),
+            attributes_need_current_device: false,
         }
     }
 }
 
-/// The default topology. Device `d` reaches device `e` on its port `rank_d(e)`, the index of `e`
-/// among the other devices in ascending order (`e` if `e < d`, else `e - 1`). A link exists when
-/// both ends have such a port (rank < 10); so up to 11 devices form a full mesh, and beyond that
-/// only pairs whose ranks both fit are linked.
+/// The default topology.
+///
+/// Up to 11 devices: a full mesh, device `d` reaching device `e` on its port `e` if `e < d`,
+/// else `e - 1` (the index of `e` among the other devices).
+///
+/// More than 11 devices: a ring with chords, each device linked to its 10 nearest neighbours:
+/// port `2k` reaches `(d + k + 1) mod n`, port `2k + 1` reaches `(d - k - 1) mod n`, k = 0..4.
 pub fn full_mesh(n: u32) -> Vec<Link> {
     let mut links = Vec::new();
-    for d in 0..n {
-        for e in d + 1..n {
-            let pd = e - 1;
-            let pe = d;
-            if pd < PORTS && pe < PORTS {
+    if n <= PORTS + 1 {
+        for d in 0..n {
+            for e in d + 1..n {
                 links.push(Link {
-                    a: (d, pd),
-                    b: (e, pe),
+                    a: (d, e - 1),
+                    b: (e, d),
+                });
+            }
+        }
+    } else {
+        for d in 0..n {
+            for k in 0..PORTS / 2 {
+                let e = (d + k + 1) % n;
+                links.push(Link {
+                    a: (d, 2 * k),
+                    b: (e, 2 * k + 1),
                 });
             }
         }
@@ -148,7 +163,8 @@ impl Config {
                 | "fault"
                 | "memcpy_peer_unsupported"
                 | "removed_devices"
-                | "down_links" => {}
+                | "down_links"
+                | "attributes_need_current_device" => {}
                 other => return Err(format!("unknown key `{other}`")),
             }
         }
@@ -225,6 +241,11 @@ impl Config {
                 .as_bool()
                 .ok_or("memcpy_peer_unsupported: expected true or false")?;
         }
+        if let Some(v) = doc.get("attributes_need_current_device") {
+            next.attributes_need_current_device = v
+                .as_bool()
+                .ok_or("attributes_need_current_device: expected true or false")?;
+        }
         if let Some(v) = doc.get("removed_devices") {
             let arr = v.as_array().ok_or("removed_devices: expected an array")?;
             next.removed_devices = arr
@@ -258,6 +279,10 @@ impl Config {
         {
             if entry == "memcpy_peer_unsupported" {
                 next.memcpy_peer_unsupported = true;
+                continue;
+            }
+            if entry == "attributes_need_current_device" {
+                next.attributes_need_current_device = true;
                 continue;
             }
             if let Some(d) = entry.strip_prefix("remove_device=") {

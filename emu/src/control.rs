@@ -54,6 +54,7 @@ pub extern "C" fn tangEmuClearFaults() {
         next.memcpy_peer_unsupported = false;
         next.removed_devices.clear();
         next.down_links.clear();
+        next.attributes_need_current_device = false;
         let _ = e.reconfigure(next);
     })
 }

@@ -97,3 +97,11 @@ pub fn snapshot() -> Vec<(String, u64)> {
     out.sort();
     out
 }
+
+/// Held across `fork` (see `fork.rs`).
+pub fn lock_for_fork() -> Vec<Box<dyn std::any::Any>> {
+    vec![
+        Box::new(REGISTRY.lock().unwrap_or_else(|e| e.into_inner())),
+        Box::new(EXTERNAL.lock().unwrap_or_else(|e| e.into_inner())),
+    ]
+}

@@ -62,3 +62,8 @@ pub fn check(name: &str) -> Option<u32> {
     }
     None
 }
+
+/// Held across `fork` (see `fork.rs`).
+pub fn lock_for_fork() -> Box<dyn std::any::Any> {
+    Box::new(FAULTS.write().unwrap_or_else(|e| e.into_inner()))
+}

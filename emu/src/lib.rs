@@ -16,6 +16,7 @@ mod control;
 mod counters;
 mod errors;
 mod faults;
+mod fork;
 mod mem;
 mod state;
 mod stream;

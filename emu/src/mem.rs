@@ -121,6 +121,17 @@ fn map_fd(fd: i32, len: usize) -> Result<*mut u8, ()> {
 impl Backing {
     /// Creates the backing file of a new allocation (mode 0600).
     pub fn create(id: u64, device: u32, size: usize) -> Result<Backing, ()> {
+        // Files are sparse; refuse what the file system could never hold (writing past its
+        // free space later would raise SIGBUS instead of an out-of-memory error).
+        if let Ok(dir) = CString::new(shm_dir().as_os_str().as_encoded_bytes()) {
+            let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
+            if unsafe { libc::statvfs(dir.as_ptr(), &mut vfs) } == 0 {
+                let avail = (vfs.f_bavail as u128) * (vfs.f_frsize as u128);
+                if (size as u128) > avail {
+                    return Err(());
+                }
+            }
+        }
         let path = file_path(pid(), id);
         let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| ())?;
         let fd = unsafe {

@@ -165,6 +165,7 @@ pub fn emu() -> &'static Emu {
         let cfg = Config::from_env();
         crate::faults::install(&cfg.faults);
         mem::cleanup_stale();
+        crate::fork::register();
         let devices = (0..cfg.devices)
             .map(|i| Arc::new(Device::new(i, cfg.memory_per_device)))
             .collect();
@@ -224,6 +225,52 @@ pub struct Resolved {
 unsafe impl Send for Resolved {}
 
 impl Emu {
+    /// Takes every lock of the emulator, in the order the code nests them, for `fork` (see
+    /// `fork.rs`). Guards are returned in acquisition order and must be released in reverse.
+    pub fn lock_all_for_fork(&'static self, held: &mut Vec<Box<dyn std::any::Any>>) {
+        // SAFETY (lifetime extensions below): each inner object is kept alive by a container
+        // whose guard is taken earlier and released later (guards are dropped in reverse
+        // order), and nothing can remove it while that guard is held.
+        unsafe fn extend<T>(g: MutexGuard<'_, T>) -> MutexGuard<'static, T> {
+            std::mem::transmute::<MutexGuard<'_, T>, MutexGuard<'static, T>>(g)
+        }
+        held.push(Box::new(rd(&self.cfg)));
+        held.push(Box::new(lock(&self.imports)));
+        held.push(Box::new(lock(&self.windows)));
+        let streams = rd(&self.streams);
+        let events = rd(&self.events);
+        let draining = lock(&self.draining);
+        let hosts = wr(&self.hosts);
+        let regions = wr(&self.regions);
+        let devices = rd(&self.devices);
+        let lanes = lock(&self.lanes);
+        let mut inner: Vec<Box<dyn std::any::Any>> = Vec::new();
+        for d in devices.iter() {
+            inner.push(Box::new(unsafe { extend(lock(&d.arena)) }));
+            inner.push(Box::new(unsafe { extend(lock(&d.peers)) }));
+            if let Some(s) = d.default_stream.get() {
+                inner.push(unsafe { s.lock_for_fork() });
+            }
+        }
+        for s in streams.values().chain(draining.iter()) {
+            inner.push(unsafe { s.lock_for_fork() });
+        }
+        for e in events.values() {
+            inner.push(unsafe { e.lock_for_fork() });
+        }
+        for l in lanes.values() {
+            inner.push(Box::new(unsafe { extend(lock(&l.next_free)) }));
+        }
+        held.push(Box::new(streams));
+        held.push(Box::new(events));
+        held.push(Box::new(draining));
+        held.push(Box::new(hosts));
+        held.push(Box::new(regions));
+        held.push(Box::new(devices));
+        held.push(Box::new(lanes));
+        held.extend(inner);
+    }
+
     pub fn cfg(&self) -> Arc<Config> {
         Arc::clone(&rd(&self.cfg))
     }

@@ -1,7 +1,9 @@
 //! Streams (in-order work queues, each run by its own emulator thread) and events.
 //!
-//! Worker threads do not survive `fork`: each queue remembers which process started its worker
-//! and a new one is started lazily in a child that uses the stream.
+//! Worker threads do not survive `fork`. Each queue remembers the process its work belongs to;
+//! a child that uses an inherited stream drops the work queued before the fork (the parent
+//! runs it: running it again would write the shared device memory twice) and starts its own
+//! worker lazily. Events recorded before the fork count as complete in the child.
 
 use crate::mem::pid;
 use std::collections::VecDeque;
@@ -16,6 +18,8 @@ struct Queue {
     completed: u64,
     /// Process whose thread runs this queue; 0 = no worker.
     worker_pid: u32,
+    /// Process the queued work belongs to.
+    owner_pid: u32,
     destroyed: bool,
     /// First error of an asynchronous operation, reported by the next synchronize.
     error: u32,
@@ -41,6 +45,7 @@ impl Stream {
                 enqueued: 0,
                 completed: 0,
                 worker_pid: 0,
+                owner_pid: pid(),
                 destroyed: false,
                 error: 0,
             }),
@@ -49,18 +54,22 @@ impl Stream {
         })
     }
 
-    /// Starts a worker in this process if the queue has none here (first use, or after fork).
+    /// In a child after fork: forgets the parent's queued work.
+    fn adopt(q: &mut Queue) {
+        let me = pid();
+        if q.owner_pid != me {
+            q.ops.clear();
+            q.completed = q.enqueued;
+            q.worker_pid = 0;
+            q.owner_pid = me;
+        }
+    }
+
+    /// Starts a worker in this process if the queue has none here (first use, after the worker
+    /// left a destroyed stream, or after fork).
     fn ensure_worker(self: &Arc<Self>, q: &mut Queue) {
         let me = pid();
-        if q.worker_pid == me {
-            return;
-        }
-        if q.worker_pid != 0 {
-            // Inherited across fork: the operation the parent's worker was running is not ours
-            // to finish; what is still queued runs here.
-            q.completed = q.enqueued - q.ops.len() as u64;
-        }
-        if q.ops.is_empty() && q.destroyed {
+        if q.worker_pid == me || q.ops.is_empty() {
             return;
         }
         let s = Arc::clone(self);
@@ -102,8 +111,21 @@ impl Stream {
         }
     }
 
+    /// The queue lock, held across `fork` (see `fork.rs`).
+    ///
+    /// # Safety
+    /// The stream must outlive the guard.
+    pub unsafe fn lock_for_fork(&self) -> Box<dyn std::any::Any> {
+        let g = lock(&self.q);
+        Box::new(std::mem::transmute::<
+            MutexGuard<'_, Queue>,
+            MutexGuard<'static, Queue>,
+        >(g))
+    }
+
     pub fn enqueue(self: &Arc<Self>, op: Op) {
         let mut q = lock(&self.q);
+        Self::adopt(&mut q);
         q.ops.push_back(op);
         q.enqueued += 1;
         self.ensure_worker(&mut q);
@@ -113,17 +135,14 @@ impl Stream {
     /// True when every queued operation has finished.
     pub fn idle(self: &Arc<Self>) -> bool {
         let mut q = lock(&self.q);
-        if !q.ops.is_empty() {
-            self.ensure_worker(&mut q);
-        } else if q.worker_pid != pid() && q.worker_pid != 0 {
-            q.completed = q.enqueued;
-        }
+        Self::adopt(&mut q);
         q.completed >= q.enqueued
     }
 
     /// Waits for everything queued so far; returns (and clears) the first asynchronous error.
     pub fn synchronize(self: &Arc<Self>) -> u32 {
         let mut q = lock(&self.q);
+        Self::adopt(&mut q);
         let target = q.enqueued;
         if q.completed < target {
             self.ensure_worker(&mut q);
@@ -137,6 +156,7 @@ impl Stream {
     /// Queued work still runs; the worker exits once the queue is empty.
     pub fn destroy(self: &Arc<Self>) {
         let mut q = lock(&self.q);
+        Self::adopt(&mut q);
         q.destroyed = true;
         if !q.ops.is_empty() {
             self.ensure_worker(&mut q);
@@ -149,6 +169,8 @@ struct EvState {
     recorded: u64,
     completed: u64,
     time: Option<Instant>,
+    /// Process whose streams complete the recordings.
+    owner_pid: u32,
 }
 
 pub struct Event {
@@ -167,21 +189,49 @@ impl Event {
                 recorded: 0,
                 completed: 0,
                 time: None,
+                owner_pid: pid(),
             }),
             cv: Condvar::new(),
         })
     }
 
+    /// The state lock, held across `fork` (see `fork.rs`).
+    ///
+    /// # Safety
+    /// The event must outlive the guard.
+    pub unsafe fn lock_for_fork(&self) -> Box<dyn std::any::Any> {
+        let g = lock(&self.st);
+        Box::new(std::mem::transmute::<
+            MutexGuard<'_, EvState>,
+            MutexGuard<'static, EvState>,
+        >(g))
+    }
+
+    /// The state; in a child after fork, recordings made before the fork count as complete
+    /// (the child will never run the work they wait for).
+    fn state(&self) -> MutexGuard<'_, EvState> {
+        let mut st = lock(&self.st);
+        let me = pid();
+        if st.owner_pid != me {
+            st.owner_pid = me;
+            if st.completed < st.recorded {
+                st.completed = st.recorded;
+                st.time = Some(Instant::now());
+            }
+        }
+        st
+    }
+
     /// Queues the event's completion on `stream`.
     pub fn record(self: &Arc<Self>, stream: &Arc<Stream>) {
         let gen = {
-            let mut st = lock(&self.st);
+            let mut st = self.state();
             st.recorded += 1;
             st.recorded
         };
         let ev = Arc::clone(self);
         stream.enqueue(Box::new(move || {
-            let mut st = lock(&ev.st);
+            let mut st = ev.state();
             if st.completed < gen {
                 st.completed = gen;
                 st.time = Some(Instant::now());
@@ -192,21 +242,21 @@ impl Event {
     }
 
     pub fn recorded(&self) -> bool {
-        lock(&self.st).recorded > 0
+        self.state().recorded > 0
     }
 
     pub fn done(&self) -> bool {
-        let st = lock(&self.st);
+        let st = self.state();
         st.completed >= st.recorded
     }
 
     pub fn generation(&self) -> u64 {
-        lock(&self.st).recorded
+        self.state().recorded
     }
 
     /// Waits until the recording `gen` (or a later one) has completed.
     pub fn wait_for(&self, gen: u64) {
-        let mut st = lock(&self.st);
+        let mut st = self.state();
         while st.completed < gen {
             st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
         }
@@ -218,7 +268,7 @@ impl Event {
     }
 
     pub fn time(&self) -> Option<Instant> {
-        let st = lock(&self.st);
+        let st = self.state();
         if st.completed >= st.recorded {
             st.time
         } else {

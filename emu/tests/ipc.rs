@@ -69,6 +69,42 @@ fn two_unrelated_processes_share_device_memory_both_ways() {
 }
 
 #[test]
+fn memory_exported_by_another_process_is_opened_here() {
+    use std::io::{BufRead, BufReader, Write};
+    let _g = serial();
+    let r = rt();
+    let n = 1 << 20;
+    let mut child = helper()
+        .args(["export", "5", &n.to_string(), "77"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let h = common::rt::unhex(line.trim());
+    r.set_device(2);
+    let mut p = std::ptr::null_mut();
+    assert_eq!(unsafe { (r.tangIpcOpenMemHandle)(&mut p, h, 1) }, 0);
+    let mut buf = vec![0u8; n];
+    assert_eq!(r.d2h(&mut buf, p), 0);
+    assert!(buf.iter().all(|&b| b == 77), "the exporter's bytes");
+    assert_eq!(r.h2d(p, &vec![99u8; n]), 0);
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "check 99").unwrap();
+    drop(stdin);
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ok", "the exporter sees this process's bytes");
+    assert!(child.wait().unwrap().success());
+    // the exporter freed it (and exited): the mapping here reports it destroyed
+    assert_eq!(r.d2h(&mut buf, p), 3026);
+    assert_eq!(unsafe { (r.tangIpcCloseMemHandle)(p) }, 0);
+    r.set_device(0);
+}
+
+#[test]
 fn backing_files_are_private_and_removed_on_free() {
     let _g = serial();
     let r = rt();

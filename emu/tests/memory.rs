@@ -71,6 +71,10 @@ fn capacity_and_out_of_memory() {
     assert_eq!(unsafe { (r.tangFree)(a) }, 0);
     assert_eq!(unsafe { (r.tangMalloc)(&mut p, 0) }, 0);
     assert!(p.is_null(), "size 0 gives NULL");
+    // more than the backing file system can hold: out of memory, not SIGBUS later
+    assert_eq!(r.configure("memory_per_device = \"100TiB\""), 0);
+    assert_eq!(unsafe { (r.tangMalloc)(&mut p, 90 << 40) }, 2);
+    assert_eq!(r.live("device_alloc"), 0);
     assert_eq!(r.configure("memory_per_device = \"16GiB\""), 0);
 }
 
@@ -115,6 +119,11 @@ fn every_memcpy_kind_and_contradicting_kinds() {
         0
     );
     assert_eq!(&b[..10], &a[10..20]);
+    assert_eq!(
+        unsafe { (r.tangMemset)(h, 0x5f, n) },
+        1,
+        "memset of host memory"
+    );
     assert_eq!(unsafe { (r.tangMemset)(d1, 0x5f, n) }, 0);
     assert_eq!(r.d2h(&mut b, d1), 0);
     assert!(b.iter().all(|&x| x == 0x5f));
@@ -341,6 +350,35 @@ fn down_link_and_removed_device() {
 }
 
 #[test]
+fn default_topology_beyond_eleven_devices_is_a_ring_with_chords() {
+    let _g = serial();
+    let r = rt();
+    assert_eq!(r.configure("devices = 16"), 0);
+    assert_eq!(unsafe { (r.ptmlInit)() } & !3, 0);
+    for d in 0..16u8 {
+        let mut topo = [0u8; 100];
+        assert_eq!(
+            unsafe { (r.ptmlPtlinkPhytopoDetect)(d as i32, 100, topo.as_mut_ptr().cast()) },
+            0
+        );
+        for k in 0..5u8 {
+            let up = &topo[(2 * k as usize) * 10..(2 * k as usize) * 10 + 5];
+            assert_eq!(up, &[d, 2 * k, (d + k + 1) % 16, 2 * k + 1, 1]);
+            let down = &topo[(2 * k as usize + 1) * 10..(2 * k as usize + 1) * 10 + 5];
+            assert_eq!(down, &[d, 2 * k + 1, (d + 16 - k - 1) % 16, 2 * k, 1]);
+        }
+    }
+    // and the peer pointer agrees: device 15 port 0 reaches device 0
+    r.set_device(0);
+    let p0 = r.malloc(64);
+    let mut m = std::ptr::null_mut();
+    assert_eq!(unsafe { r.peer_pointer()(15, 0, p0, &mut m) }, 0);
+    assert_eq!(unsafe { r.peer_pointer()(15, 1, p0, &mut m) }, 1);
+    assert_eq!(unsafe { (r.tangFree)(p0) }, 0);
+    assert_eq!(r.configure("devices = 8"), 0);
+}
+
+#[test]
 fn custom_topology_and_link_model_config() {
     let _g = serial();
     let r = rt();
@@ -415,6 +453,15 @@ fn pointer_attributes() {
         assert_eq!((r.tangFree)(d), 0);
     }
     assert_eq!(r.live("host_alloc"), 0);
+    // optionally, queries only work with the owning device current
+    let d = r.malloc(10);
+    assert_eq!(r.configure("attributes_need_current_device = true"), 0);
+    r.set_device(0);
+    assert_eq!(unsafe { (r.tangPointerGetAttributes)(&mut at, d) }, 1);
+    r.set_device(4);
+    assert_eq!(unsafe { (r.tangPointerGetAttributes)(&mut at, d) }, 0);
+    unsafe { (r.tangEmuClearFaults)() };
+    assert_eq!(unsafe { (r.tangFree)(d) }, 0);
     r.set_device(0);
 }
 

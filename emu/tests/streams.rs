@@ -5,8 +5,10 @@ mod common;
 use common::{rt, serial, D2D, D2H, H2D};
 use std::time::{Duration, Instant};
 
-/// Device 0 reaches device 1 over its port 0 at 100 MB/s: 4 MiB take about 42 ms.
-const SLOW: &str = "[link_model]\nbandwidth = 100000000\nlatency_us = 0\n";
+/// Every port at 50 MB/s: 2 MiB take about 42 ms, 4 MiB about 84 ms. Only lower bounds on
+/// time are asserted (they follow from the model); "still pending" checks come right after
+/// the enqueue, far inside those windows.
+const SLOW: &str = "[link_model]\nbandwidth = 50000000\nlatency_us = 0\n";
 
 fn peer_window(
     n: usize,
@@ -44,10 +46,7 @@ fn stream_query_is_not_ready_while_work_is_pending() {
     let t = Instant::now();
     assert_eq!(unsafe { (r.tangMemcpyAsync)(mapped, local, n, D2D, s) }, 0);
     assert_eq!(unsafe { (r.tangEventRecord)(ev, s) }, 0);
-    assert!(
-        t.elapsed() < Duration::from_millis(30),
-        "enqueue does not wait"
-    );
+    // the enqueue returned before the copy finished
     assert_eq!(unsafe { (r.tangStreamQuery)(s) }, 600);
     assert_eq!(unsafe { (r.tangEventQuery)(ev) }, 600);
     assert_eq!(
@@ -57,7 +56,7 @@ fn stream_query_is_not_ready_while_work_is_pending() {
     );
     assert_eq!(unsafe { (r.tangStreamSynchronize)(s) }, 0);
     assert!(
-        t.elapsed() >= Duration::from_millis(35),
+        t.elapsed() >= Duration::from_millis(80),
         "copy throttled by the link model"
     );
     assert_eq!(unsafe { (r.tangStreamQuery)(s) }, 0);
@@ -109,7 +108,7 @@ fn parallel_ports_add_bandwidth_same_port_shares_it() {
     let _g = serial();
     let r = rt();
     assert_eq!(r.configure(SLOW), 0);
-    let n = 2 << 20; // 21 ms per copy at 100 MB/s
+    let n = 2 << 20; // 42 ms per copy
     let gpp = r.peer_pointer();
     let mut remote = Vec::new();
     for d in 1..=2 {
@@ -139,9 +138,9 @@ fn parallel_ports_add_bandwidth_same_port_shares_it() {
     };
     let different = run(m1 as usize, m2 as usize);
     let same = run(m1 as usize, m1 as usize);
-    println!("two copies of 2 MiB at 100 MB/s: different ports {different:?}, same port {same:?}");
+    println!("two copies of 2 MiB at 50 MB/s: different ports {different:?}, same port {same:?}");
     assert!(
-        same >= Duration::from_millis(40),
+        same >= Duration::from_millis(80),
         "same port shares bandwidth: {same:?}"
     );
     assert!(
@@ -348,5 +347,144 @@ fn fork_child_keeps_working() {
     unsafe {
         assert_eq!((r.tangStreamDestroy)(s), 0);
         assert_eq!((r.tangFree)(d), 0);
+    }
+}
+
+/// Forks while other threads keep calling the runtime: the child must not inherit a lock held
+/// by a thread that does not exist there. Bounded: 20 forks, each child given 10 s.
+#[test]
+fn fork_while_other_threads_use_the_runtime() {
+    let _g = serial();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|sc| {
+        for t in 0..4 {
+            let stop = &stop;
+            sc.spawn(move || {
+                let r = rt();
+                r.set_device(t);
+                let mut s = std::ptr::null_mut();
+                assert_eq!(unsafe { (r.tangStreamCreate)(&mut s) }, 0);
+                let buf = vec![t as u8; 1 << 16];
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let d = r.malloc(1 << 16);
+                    assert_eq!(
+                        unsafe { (r.tangMemcpyAsync)(d, buf.as_ptr().cast(), buf.len(), H2D, s) },
+                        0
+                    );
+                    assert_eq!(unsafe { (r.tangStreamSynchronize)(s) }, 0);
+                    let mut at = [0u64; 3];
+                    assert_eq!(unsafe { (r.tangPointerGetAttributes)(&mut at, d) }, 0);
+                    assert_eq!(unsafe { (r.tangFree)(d) }, 0);
+                }
+                assert_eq!(unsafe { (r.tangStreamDestroy)(s) }, 0);
+            });
+        }
+        let r = rt();
+        for _ in 0..20 {
+            let pid = unsafe { libc::fork() };
+            if pid == 0 {
+                let ok = (|| unsafe {
+                    let mut d = std::ptr::null_mut();
+                    if (r.tangMalloc)(&mut d, 4096) != 0 {
+                        return 2;
+                    }
+                    let b = [5u8; 4096];
+                    if (r.tangMemcpy)(d, b.as_ptr().cast(), 4096, H2D) != 0 {
+                        return 3;
+                    }
+                    let mut s = std::ptr::null_mut();
+                    let mut out = [0u8; 4096];
+                    if (r.tangStreamCreate)(&mut s) != 0
+                        || (r.tangMemcpyAsync)(out.as_mut_ptr().cast(), d, 4096, D2H, s) != 0
+                        || (r.tangStreamSynchronize)(s) != 0
+                        || out != b
+                        || (r.tangFree)(d) != 0
+                    {
+                        return 4;
+                    }
+                    0
+                })();
+                unsafe { libc::_exit(ok) };
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut status = 0;
+            loop {
+                let w = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+                if w == pid {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    unsafe { libc::waitpid(pid, &mut status, 0) };
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    panic!("child {pid} hung after fork");
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+                "child status {status:#x}"
+            );
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+}
+
+/// Work queued before a fork belongs to the parent: the child neither waits for it nor runs it
+/// again; events recorded before the fork are complete in the child.
+#[test]
+fn fork_with_pending_work() {
+    let _g = serial();
+    let r = rt();
+    assert_eq!(r.configure(SLOW), 0);
+    let n = 4 << 20; // ~84 ms over the slow port
+    let (local, remote, mapped) = peer_window(n);
+    let (mut s, mut ev) = (std::ptr::null_mut(), std::ptr::null_mut());
+    unsafe {
+        assert_eq!((r.tangStreamCreate)(&mut s), 0);
+        assert_eq!((r.tangEventCreate)(&mut ev), 0);
+        assert_eq!((r.tangMemcpyAsync)(mapped, local, n, D2D, s), 0);
+        assert_eq!((r.tangEventRecord)(ev, s), 0);
+    }
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let code = (|| unsafe {
+            if (r.tangStreamQuery)(s) != 0 || (r.tangEventQuery)(ev) != 0 {
+                return 2;
+            }
+            if (r.tangEventSynchronize)(ev) != 0 || (r.tangStreamSynchronize)(s) != 0 {
+                return 3;
+            }
+            let b = [1u8; 64];
+            let mut out = [0u8; 64];
+            if (r.tangMemcpyAsync)(local, b.as_ptr().cast(), 64, H2D, s) != 0
+                || (r.tangMemcpyAsync)(out.as_mut_ptr().cast(), local, 64, D2H, s) != 0
+                || (r.tangStreamSynchronize)(s) != 0
+                || out != b
+            {
+                return 4;
+            }
+            0
+        })();
+        unsafe { libc::_exit(code) };
+    }
+    assert_eq!(
+        unsafe { (r.tangStreamQuery)(s) },
+        600,
+        "still pending in the parent"
+    );
+    let mut status = 0;
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child: {status:#x}"
+    );
+    unsafe {
+        assert_eq!((r.tangEventSynchronize)(ev), 0);
+        assert_eq!((r.tangStreamSynchronize)(s), 0);
+        assert_eq!((r.tangEventDestroy)(ev), 0);
+        assert_eq!((r.tangStreamDestroy)(s), 0);
+        assert_eq!((r.tangFree)(local), 0);
+        assert_eq!((r.tangFree)(remote), 0);
     }
 }

@@ -5,7 +5,10 @@
 //! handle on `device`, checks that all `len` bytes equal `expect-byte` (read with tangMemcpy
 //! device-to-host), writes `write-byte` over them (host-to-device), closes the handle, prints
 //! `ok`. `tang-emu-helper open-expect-fail <device> <handle-hex>` prints the error code of
-//! tangIpcOpenMemHandle (expected non-zero). `tang-emu-helper touch` allocates device memory and
+//! tangIpcOpenMemHandle (expected non-zero). `tang-emu-helper export <device> <len> <byte>`
+//! allocates `len` bytes on `device`, fills them with `byte`, prints the handle as hex, then
+//! waits for a line `check <byte>` on stdin, verifies the memory holds that byte and prints
+//! `ok` (or exits non-zero); end of input makes it exit. `tang-emu-helper touch` allocates device memory and
 //! reads it from host code (must die of SIGSEGV). `tang-emu-helper info` prints what the
 //! environment's configuration yields: `devices <count> <code>`, `malloc <code> <code> <code>`,
 //! `peer <code>`.
@@ -56,6 +59,36 @@ fn main() {
             let mut p = std::ptr::null_mut();
             let e = unsafe { (r.tangIpcOpenMemHandle)(&mut p, h, 1) };
             println!("{e}");
+        }
+        Some("export") if args.len() == 5 => {
+            use std::io::BufRead;
+            let dev: i32 = args[2].parse().unwrap();
+            let len: usize = args[3].parse().unwrap();
+            let fill: u8 = args[4].parse().unwrap();
+            r.set_device(dev);
+            let p = r.malloc(len);
+            assert_eq!(r.h2d(p, &vec![fill; len]), 0);
+            let mut h = [0u64; 8];
+            assert_eq!(unsafe { (r.tangIpcGetMemHandle)(&mut h, p) }, 0);
+            println!("{}", rt::hex(&h));
+            let mut line = String::new();
+            if std::io::stdin().lock().read_line(&mut line).unwrap_or(0) == 0 {
+                exit(6);
+            }
+            let want: u8 = line
+                .trim()
+                .strip_prefix("check ")
+                .unwrap_or("x")
+                .parse()
+                .unwrap_or(0);
+            let mut buf = vec![0u8; len];
+            assert_eq!(r.d2h(&mut buf, p), 0);
+            if buf.iter().any(|&b| b != want) {
+                println!("mismatch: first byte {}", buf[0]);
+                exit(7);
+            }
+            assert_eq!(unsafe { (r.tangFree)(p) }, 0);
+            println!("ok");
         }
         Some("touch") => {
             let p = r.malloc(4096);

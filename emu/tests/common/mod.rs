@@ -22,8 +22,11 @@ pub fn serial() -> MutexGuard<'static, ()> {
     g
 }
 
+/// The helper program, told where the libraries this test loaded are.
 pub fn helper() -> std::process::Command {
-    std::process::Command::new(env!("CARGO_BIN_EXE_tang-emu-helper"))
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_tang-emu-helper"));
+    c.env("SUNRISE_LINK_EMU_LIB_DIR", rt::lib_dir_once());
+    c
 }
 
 pub const H2D: u32 = 1;

@@ -9,33 +9,71 @@ use std::path::PathBuf;
 pub type Err = u32;
 pub type Handle = [u64; 8];
 
-/// Where the emulator libraries are: `$SUNRISE_LINK_EMU_ROOT/lib/linux-x86_64` (set by the
-/// root Makefile, which builds and lays out the root first), else the cargo target directory
-/// this executable was built into.
+/// Where the emulator libraries are, first match:
+/// 1. `$SUNRISE_LINK_EMU_LIB_DIR` (set by the tests for the helper processes they start);
+/// 2. `$SUNRISE_LINK_EMU_ROOT/lib/linux-x86_64` (the root Makefile builds and lays out the root
+///    and exports this before `cargo test`);
+/// 3. otherwise the debug libraries, built here with cargo (a plain `cargo test` works too).
 pub fn lib_dir() -> PathBuf {
+    let has_libs = |d: &std::path::Path| {
+        d.join("libtangrt_shared.so").exists() && d.join("libptml_shared.so").exists()
+    };
+    if let Ok(d) = std::env::var("SUNRISE_LINK_EMU_LIB_DIR") {
+        if !d.is_empty() {
+            return PathBuf::from(d);
+        }
+    }
     if let Ok(root) = std::env::var("SUNRISE_LINK_EMU_ROOT") {
         if !root.is_empty() {
             let d = PathBuf::from(root).join("lib/linux-x86_64");
             assert!(
-                d.join("libtangrt_shared.so").exists() && d.join("libptml_shared.so").exists(),
-                "SUNRISE_LINK_EMU_ROOT={} has no lib/linux-x86_64/lib{{tangrt,ptml}}_shared.so: \
-                 run `make -f emu/emu.mk root EMU_ROOT=<that dir>` (or `make emu`) first",
+                has_libs(&d),
+                "SUNRISE_LINK_EMU_ROOT: {} has no lib{{tangrt,ptml}}_shared.so: run \
+                 `make -f emu/emu.mk root EMU_ROOT=<that root>` (or `make emu`) first",
                 d.display()
             );
             return d;
         }
     }
-    let exe = std::env::current_exe().expect("current_exe");
     // target/<profile>/deps/<test> or target/<profile>/<bin>
-    for dir in exe.ancestors().skip(1).take(2) {
-        if dir.join("libtangrt_shared.so").exists() && dir.join("libptml_shared.so").exists() {
-            return dir.to_path_buf();
-        }
-    }
-    panic!(
-        "emulator libraries not found: set SUNRISE_LINK_EMU_ROOT to a root made by \
-         `make -f emu/emu.mk root EMU_ROOT=<dir>` (the root Makefile's `make test` does this)"
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe
+        .ancestors()
+        .skip(1)
+        .find(|d| d.file_name().is_some_and(|n| n != "deps"))
+        .expect("target directory")
+        .to_path_buf();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(&cargo)
+        .args([
+            "build",
+            "-p",
+            "sunrise-link-emu",
+            "-p",
+            "sunrise-link-emu-ptml",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap_or_else(|e| panic!("running {cargo} to build the emulator: {e}"));
+    assert!(
+        out.status.success(),
+        "building the emulator libraries failed (set SUNRISE_LINK_EMU_ROOT to a root made by \
+         `make -f emu/emu.mk root EMU_ROOT=<dir>` instead):\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    assert!(
+        has_libs(&profile_dir),
+        "built the emulator, but {} has no lib{{tangrt,ptml}}_shared.so; set \
+         SUNRISE_LINK_EMU_ROOT to a root made by `make -f emu/emu.mk root EMU_ROOT=<dir>`",
+        profile_dir.display()
+    );
+    profile_dir
+}
+
+/// `lib_dir()`, worked out once per process.
+pub fn lib_dir_once() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(lib_dir).clone()
 }
 
 unsafe fn open(path: &std::path::Path) -> *mut c_void {
@@ -143,7 +181,7 @@ api! {
 
 impl Rt {
     pub fn load() -> Rt {
-        Rt::load_from(&lib_dir())
+        Rt::load_from(&lib_dir_once())
     }
 
     /// An optional symbol, if exported.
