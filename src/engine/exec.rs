@@ -272,15 +272,12 @@ impl Pool {
             .collect();
         for j in left {
             let t = j.batch.slot(j.idx);
-            if matches!(j.work, Work::Lane(_)) || t.claim() {
-                fail(
-                    &s.ctx,
-                    &j.batch,
-                    j.idx,
-                    Path::Unrouted,
-                    "transport uninstalled before the task ran".into(),
-                    j.start,
-                );
+            let msg = "transport uninstalled before the task ran";
+            if matches!(j.work, Work::Lane(_)) {
+                // One lane of several: the task ends (once) with its last lane.
+                lane_done(&s.ctx, &j.batch, j.idx, Err(msg.into()), j.start);
+            } else if t.claim() {
+                fail(&s.ctx, &j.batch, j.idx, Path::Unrouted, msg.into(), j.start);
             }
         }
         s.done.stop.store(true, Ordering::Release);
