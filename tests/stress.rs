@@ -556,3 +556,73 @@ fn uninstall_and_install_while_submitting() {
     }
     assert_eq!(emu.live_transport_objects(), base);
 }
+
+/// The host's log callback must not run once the transport that registered it is destroyed
+/// (the host may free `user_data` right after `destroy` returns), even while other
+/// transports keep logging from other threads.
+#[test]
+fn log_callback_never_runs_after_destroy() {
+    let Some((_g, _emu)) = serial() else { return };
+    use std::ffi::{c_char, c_void, CString};
+    struct Sink {
+        alive: AtomicBool,
+        late: AtomicU64,
+        calls: AtomicU64,
+    }
+    unsafe extern "C" fn log_cb(ud: *mut c_void, _level: i32, _msg: *const c_char) {
+        let s = &*(ud as *const Sink);
+        s.calls.fetch_add(1, Ordering::Relaxed);
+        if !s.alive.load(Ordering::SeqCst) {
+            s.late.fetch_add(1, Ordering::Relaxed);
+        }
+        // A slow host logger widens any window.
+        std::thread::sleep(Duration::from_micros(50));
+    }
+    let stop = AtomicBool::new(false);
+    let sinks: Vec<Sink> = (0..200)
+        .map(|_| Sink {
+            alive: AtomicBool::new(true),
+            late: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+        })
+        .collect();
+    std::thread::scope(|s| {
+        // Another transport (no log callback of its own) logs warnings all the time.
+        s.spawn(|| {
+            let other = Transport::create();
+            let bad = CString::new(config("\"no_such_key\": 1")).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                unsafe { sunrise_link_transport_install(other.t, bad.as_ptr()) };
+                other.uninstall();
+            }
+        });
+        for sink in &sinks {
+            let cb = sunrise_link_host_callbacks_t {
+                abi_version: SUNRISE_LINK_ABI_VERSION,
+                struct_size: std::mem::size_of::<sunrise_link_host_callbacks_t>() as u32,
+                user_data: sink as *const Sink as *mut c_void,
+                lookup_remote_buffer: None,
+                log: Some(log_cb),
+                notify_progress: None,
+                local_machine_id: std::ptr::null(),
+            };
+            let mut t = std::ptr::null_mut();
+            assert_eq!(unsafe { sunrise_link_transport_create(&cb, &mut t) }, 0);
+            std::thread::sleep(Duration::from_millis(1));
+            assert_eq!(unsafe { sunrise_link_transport_destroy(t) }, 0);
+            sink.alive.store(false, Ordering::SeqCst);
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let late: u64 = sinks.iter().map(|s| s.late.load(Ordering::Relaxed)).sum();
+    let calls: u64 = sinks.iter().map(|s| s.calls.load(Ordering::Relaxed)).sum();
+    eprintln!("log callbacks: {calls} calls, {late} after destroy returned");
+    assert!(
+        calls > 0,
+        "the other transport's warnings never reached a sink"
+    );
+    assert_eq!(
+        late, 0,
+        "log callback ran after its transport was destroyed"
+    );
+}
