@@ -514,6 +514,8 @@ fn buffer_registration_rejects_bad_arguments() {
         assert_eq!(r, Err(want), "{loc}: {}", last_error());
         assert!(!last_error().is_empty());
     }
+    // Nothing of the refused registrations stayed.
+    assert_eq!(t.remove(dev), SUNRISE_LINK_ADDRESS_NOT_REGISTERED);
     // An index that does not parse: the owner is asked; garbage has none.
     for loc in ["cuda:abc", "cuda:-1", "cuda:", "cuda:99999999999", "npu:x"] {
         assert_eq!(
@@ -756,6 +758,21 @@ fn malformed_remote_metadata_fails_the_task_only() {
     }
     t.host
         .force_status
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    // The host's answer with a string lacking its NUL, or not UTF-8.
+    for (mode, want) in [(1u64, "NUL"), (2, "UTF-8")] {
+        t.host
+            .garbage
+            .store(mode, std::sync::atomic::Ordering::Relaxed);
+        let n = t.size(h).unwrap();
+        let r = req(SUNRISE_LINK_OP_READ, local, 100, 0x4000_0000, 8);
+        assert_eq!(t.submit(h, &[r]), 0);
+        assert_eq!(t.wait(h, n, WAIT).0, SUNRISE_LINK_TASK_FAILED);
+        let m = t.task_error(h, n);
+        assert!(m.contains(want), "{m}");
+    }
+    t.host
+        .garbage
         .store(0, std::sync::atomic::Ordering::Relaxed);
     assert!(g.guard_intact(emu));
     assert_eq!(

@@ -203,6 +203,8 @@ pub struct Host {
     pub notifies: AtomicU64,
     /// Answer every lookup with this status instead (0 = use the table).
     pub force_status: AtomicU64,
+    /// Fill the answer's strings without a terminating NUL (1) or with invalid UTF-8 (2).
+    pub garbage: AtomicU64,
 }
 
 fn fill_field(dst: &mut [c_char], s: &str) {
@@ -240,6 +242,11 @@ unsafe extern "C" fn lookup_cb(
     fill_field(&mut o.location, &r.location);
     fill_field(&mut o.shm_path, &r.shm_path);
     fill_field(&mut o.machine_id, &r.machine_id);
+    match h.garbage.load(Ordering::Relaxed) {
+        1 => o.machine_id.iter_mut().for_each(|c| *c = b'A' as c_char),
+        2 => o.location[0] = 0xff_u8 as c_char,
+        _ => {}
+    }
     0
 }
 
