@@ -892,3 +892,43 @@ fn huge_request_counts_are_refused_before_reading() {
     }
     assert_eq!(t.size(h), Ok(0));
 }
+
+/// An unregistered device range that runs past its allocation (into the next one) fails as
+/// a whole, also when striping would split it into lanes: no byte of either allocation is
+/// written.
+#[test]
+fn unregistered_device_range_past_its_allocation_is_not_striped() {
+    let Some((_g, emu)) = serial() else { return };
+    assert_eq!(emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n"), 0);
+    let t = Transport::installed(
+        "\"enable_port_striping\": true, \"port_striping_min_size\": \"4KiB\", \
+         \"worker_threads\": 2",
+    );
+    let src = emu.alloc(0, 64 << 10);
+    emu.write(src, &pattern(3, 64 << 10));
+    t.add(src, 64 << 10, "cuda:0").unwrap();
+    let x = emu.alloc(1, 0x9000);
+    let y = emu.alloc(1, 0x3000);
+    emu.write(x, &vec![0x11; 0x9000]);
+    emu.write(y, &vec![0x22; 0x3000]);
+    let h = t.allocate(8).unwrap();
+    let reqs = [
+        req(SUNRISE_LINK_OP_WRITE, src, 0, x + 0x7000, 0x4000),
+        req(SUNRISE_LINK_OP_READ, src, 0, x + 0x7000, 0x4000),
+    ];
+    assert_eq!(t.submit(h, &reqs), 0);
+    for i in 0..2 {
+        assert_eq!(
+            t.wait(h, i, WAIT).0,
+            SUNRISE_LINK_TASK_FAILED,
+            "request {i}"
+        );
+    }
+    assert_eq!(emu.read(x, 0x9000), vec![0x11; 0x9000]);
+    assert_eq!(emu.read(y, 0x3000), vec![0x22; 0x3000]);
+    assert_eq!(emu.read(src, 64 << 10), pattern(3, 64 << 10));
+    drop(t);
+    for p in [src, x, y] {
+        emu.free(p);
+    }
+}
