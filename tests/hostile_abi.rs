@@ -932,3 +932,61 @@ fn unregistered_device_range_past_its_allocation_is_not_striped() {
         emu.free(p);
     }
 }
+
+#[test]
+fn device_plugin_rejects_null_and_garbage() {
+    use std::ffi::c_int;
+    use sunrise_link::abi::device_plugin::*;
+    unsafe {
+        assert_eq!(tent_register_device_plugin(null_mut()), -1);
+        let mut d: sunrise_link_device_plugin_t = std::mem::zeroed();
+        assert_eq!(tent_register_device_plugin(&mut d), 0);
+        let loc = CString::new("cuda:0").unwrap();
+        let mut p: *mut c_void = NEVER as *mut c_void;
+        let mut bus = [0 as c_char; 32];
+        let mut where_ = [std::mem::zeroed::<sunrise_link_location_t>(); 1];
+        // A NULL context everywhere.
+        assert_eq!((d.alloc.unwrap())(null_mut(), &mut p, 16, loc.as_ptr()), -1);
+        assert_eq!(p as u64, NEVER);
+        assert_eq!((d.free.unwrap())(null_mut(), 0x1000 as *mut c_void, 16), -1);
+        let mut h = [0u8; 16];
+        assert_eq!(
+            (d.memcpy_sync.unwrap())(null_mut(), h.as_mut_ptr() as *mut c_void, null_mut(), 16),
+            -1
+        );
+        let q = (d.query_location.unwrap())(null_mut(), null_mut(), 16, where_.as_mut_ptr(), 1);
+        assert_eq!(q, 0);
+        assert_eq!((d.get_device_count.unwrap())(null_mut()), -1);
+        assert_eq!(
+            (d.get_device_pci_bus_id.unwrap())(null_mut(), 0, bus.as_mut_ptr(), 32),
+            -1
+        );
+        assert_eq!((d.destroy_plugin.unwrap())(null_mut()), 0);
+        // With a context (when the runtime is found through MC_TANGRT_*): bad arguments.
+        let ctx = (d.create_plugin.unwrap())();
+        if ctx.is_null() {
+            assert!(
+                !last_error().is_empty(),
+                "create_plugin failed without a message"
+            );
+            return;
+        }
+        for l in ["cpu:0", "cuda:abc", "cuda:-1", "rocm:0", ""] {
+            let l = CString::new(l).unwrap();
+            assert_eq!((d.alloc.unwrap())(ctx, &mut p, 16, l.as_ptr()), -1);
+        }
+        assert_eq!((d.alloc.unwrap())(ctx, null_mut(), 16, loc.as_ptr()), -1);
+        assert_eq!((d.free.unwrap())(ctx, 0x1000 as *mut c_void, 16), -1);
+        assert_eq!((d.free.unwrap())(ctx, null_mut(), 16), 0);
+        let q = (d.query_location.unwrap())(ctx, 0x1000 as *mut c_void, 16, null_mut(), 1);
+        assert_eq!(q, 0);
+        for (dev, len) in [(-1 as c_int, 32usize), (1000, 32), (0, 0), (0, 3)] {
+            assert_eq!(
+                (d.get_device_pci_bus_id.unwrap())(ctx, dev, bus.as_mut_ptr(), len),
+                -1,
+                "pci bus id of {dev} into {len} bytes"
+            );
+        }
+        assert_eq!((d.destroy_plugin.unwrap())(ctx), 0);
+    }
+}
