@@ -18,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "bench_alloc.h"
 #include "bench_tang.h"
 #include "bench_util.h"
 #include "bench_xport.h"
@@ -124,7 +125,9 @@ static void usage(FILE *f) {
     "\n"
     "Columns: GB/s (10^9 bytes/s moved), req/s, p50/p99/p99.9 latency of one batch from\n"
     "submit to the last task terminal, runtime calls per request (emulator counters; '-' on\n"
-    "a real runtime), the baseline's GB/s and the ratio library/baseline.\n"
+    "a real runtime), heap allocations per request (whole process, counted by interposing\n"
+    "malloc and friends in this executable), the baseline's GB/s and the ratio\n"
+    "library/baseline.\n"
     "The runtime is found like the library finds it: MC_TANGRT_LIB_DIR, else MC_TANGRT_ROOT\n"
     "(default /usr/local/tangrt) + /lib/<MC_TANGRT_LIB_ARCH or linux-x86_64>/.\n");
 }
@@ -526,6 +529,7 @@ typedef struct phase_result {
   uint64_t p50_ns, p99_ns, p999_ns;
   uint64_t requests;
   double calls_per_req; /* < 0 when unknown */
+  double allocs_per_req;
   int failed;
   char error[512];
 } phase_result;
@@ -553,6 +557,7 @@ static void run_phase(const case_spec *c, bench_xport *x, buffer *locals, buffer
       die("out of memory");
   }
   unsigned long long calls0 = rt.EmuTotalCalls ? rt.EmuTotalCalls() : 0;
+  uint64_t allocs0 = bench_alloc_count();
   for (int i = 0; i < c->threads; i++) {
     if (pthread_create(&tid[i], NULL, worker, &ctx[i]) != 0) die("pthread_create failed");
   }
@@ -563,6 +568,7 @@ static void run_phase(const case_spec *c, bench_xport *x, buffer *locals, buffer
   for (int i = 0; i < c->threads; i++) pthread_join(tid[i], NULL);
   uint64_t wall = bench_now_ns() - start;
   unsigned long long calls1 = rt.EmuTotalCalls ? rt.EmuTotalCalls() : 0;
+  uint64_t allocs1 = bench_alloc_count();
   pthread_barrier_destroy(&barrier);
 
   bench_samples all;
@@ -586,6 +592,9 @@ static void run_phase(const case_spec *c, bench_xport *x, buffer *locals, buffer
   out->calls_per_req = (rt.EmuTotalCalls && out->requests > 0)
                            ? (double)(calls1 - calls0) / (double)out->requests
                            : -1.0;
+  /* Thread start and exit allocate a little: a few per thread, spread over the run. */
+  out->allocs_per_req =
+      out->requests > 0 ? (double)(allocs1 - allocs0) / (double)out->requests : 0.0;
   bench_samples_free(&all);
 }
 
@@ -656,9 +665,9 @@ static void fmt_lat(uint64_t ns, char *buf, size_t len) {
 
 static void print_header(void) {
   if (opt.json) return;
-  printf("%-5s %-5s %-11s %3s %6s %5s | %9s %11s %9s %9s %9s %6s | %9s %6s | %s\n", "path",
-         "op", "mem", "thr", "block", "batch", "GB/s", "req/s", "p50", "p99", "p99.9",
-         "calls", "base GB/s", "ratio", "check");
+  printf("%-5s %-5s %-11s %3s %6s %5s | %9s %11s %9s %9s %9s %6s %7s | %9s %6s | %s\n",
+         "path", "op", "mem", "thr", "block", "batch", "GB/s", "req/s", "p50", "p99", "p99.9",
+         "calls", "allocs", "base GB/s", "ratio", "check");
 }
 
 static void print_row(const case_spec *c, const char *path_name, const char *mem_pair,
@@ -680,18 +689,20 @@ static void print_row(const case_spec *c, const char *path_name, const char *mem
   if (opt.json) {
     printf("{\"path\":\"%s\",\"op\":\"%s\",\"mem\":\"%s\",\"threads\":%d,\"block\":%llu,"
            "\"batch\":%d,\"gbps\":%.6f,\"req_per_s\":%.1f,\"p50_us\":%.3f,\"p99_us\":%.3f,"
-           "\"p999_us\":%.3f,\"runtime_calls_per_req\":%s,\"requests\":%llu,"
+           "\"p999_us\":%.3f,\"runtime_calls_per_req\":%s,\"allocs_per_req\":%.4f,"
+           "\"requests\":%llu,"
            "\"baseline_gbps\":%s,\"ratio\":%s,\"check\":\"%s\"}\n",
            path_name, op_name(c->op), mem_pair, c->threads, (unsigned long long)c->block,
            opt.batch, lib->gbps, lib->reqs_per_s, (double)lib->p50_ns / 1e3,
            (double)lib->p99_ns / 1e3, (double)lib->p999_ns / 1e3,
-           lib->calls_per_req >= 0 ? calls : "null", (unsigned long long)lib->requests,
+           lib->calls_per_req >= 0 ? calls : "null", lib->allocs_per_req,
+           (unsigned long long)lib->requests,
            base != NULL && base->gbps > 0 ? bgb : "null",
            base != NULL && base->gbps > 0 ? ratio : "null", check);
   } else {
-    printf("%-5s %-5s %-11s %3d %6s %5d | %9.3f %11.0f %9s %9s %9s %6s | %9s %6s | %s\n",
+    printf("%-5s %-5s %-11s %3d %6s %5d | %9.3f %11.0f %9s %9s %9s %6s %7.3f | %9s %6s | %s\n",
            path_name, op_name(c->op), mem_pair, c->threads, blk, opt.batch, lib->gbps,
-           lib->reqs_per_s, p50, p99, p999, calls, bgb, ratio, check);
+           lib->reqs_per_s, p50, p99, p999, calls, lib->allocs_per_req, bgb, ratio, check);
   }
   fflush(stdout);
 }
