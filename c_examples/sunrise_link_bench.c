@@ -56,6 +56,7 @@ typedef struct options {
   int baseline;
   double port_gbps;
   double port_latency_us;
+  int ports;
   int striping;
   char async_threshold[32];
   char lib_path[1024];
@@ -117,6 +118,8 @@ static void usage(FILE *f) {
     "  --async-threshold S   async_memcpy_threshold (e.g. 4MiB; plain numbers are KiB)\n"
     "  --port-gbps X         emulator link model: per-port bandwidth in GB/s (0 = none)\n"
     "  --port-latency-us X   emulator link model: per-copy latency per port in microseconds\n"
+    "  --ports K             emulator topology: K links (1-4) between --local-dev and\n"
+    "                        --target-dev instead of 1, so striping has lanes to use\n"
     "  --no-baseline         skip the raw-copy baseline\n"
     "\n"
     "Output:\n"
@@ -213,6 +216,7 @@ static void parse_options(int argc, char **argv) {
   opt.local_dev = 0;
   opt.target_dev = 1;
   opt.baseline = 1;
+  opt.ports = 1;
   snprintf(opt.socket_path, sizeof opt.socket_path, "/tmp/sunrise_link_bench.%d.sock",
            (int)getpid());
 
@@ -303,6 +307,9 @@ static void parse_options(int argc, char **argv) {
     } else if (strcmp(name, "--port-latency-us") == 0) {
       VALUE();
       if (parse_double(v, 0.0, &opt.port_latency_us) != 0) BAD();
+    } else if (strcmp(name, "--ports") == 0) {
+      VALUE();
+      if (parse_int(v, 1, 4, &opt.ports) != 0) BAD();
     } else if (strcmp(name, "--lib") == 0) {
       VALUE();
       if (strlen(v) >= sizeof opt.lib_path) BAD();
@@ -716,15 +723,28 @@ static void build_config(char *out, size_t len) {
 }
 
 static void apply_link_model(void) {
-  if (opt.port_gbps <= 0 && opt.port_latency_us <= 0) return;
+  if (opt.port_gbps <= 0 && opt.port_latency_us <= 0 && opt.ports <= 1) return;
   if (rt.EmuConfigure == NULL)
-    die("--port-gbps/--port-latency-us need the emulated runtime (tangEmuConfigure missing)");
-  char toml[256];
-  int n = snprintf(toml, sizeof toml, "[link_model]\nlatency_us = %.3f\n", opt.port_latency_us);
-  if (opt.port_gbps > 0)
-    snprintf(toml + n, sizeof toml - (size_t)n, "bandwidth = %.0f\n", opt.port_gbps * 1e9);
+    die("--port-gbps, --port-latency-us and --ports need the emulated runtime "
+        "(tangEmuConfigure missing)");
+  char toml[1024];
+  size_t n = 0;
+  if (opt.port_gbps > 0 || opt.port_latency_us > 0) {
+    n += (size_t)snprintf(toml + n, sizeof toml - n, "[link_model]\nlatency_us = %.3f\n",
+                          opt.port_latency_us);
+    if (opt.port_gbps > 0)
+      n += (size_t)snprintf(toml + n, sizeof toml - n, "bandwidth = %.0f\n",
+                            opt.port_gbps * 1e9);
+  }
+  /* The default mesh links each pair of devices once, on ports 0..6 (8 devices); ports 7..9
+   * are free on every device and carry the extra lanes. */
+  for (int k = 1; k < opt.ports; k++) {
+    int port = 6 + k;
+    n += (size_t)snprintf(toml + n, sizeof toml - n, "[[link]]\na = [%d, %d]\nb = [%d, %d]\n",
+                          opt.local_dev, port, opt.target_dev, port);
+  }
   int rc = rt.EmuConfigure(toml);
-  if (rc != 0) die("tangEmuConfigure rejected the link model (code %d)", rc);
+  if (rc != 0) die("tangEmuConfigure rejected the link model/topology (code %d)", rc);
 }
 
 static size_t max_threads(void) {
