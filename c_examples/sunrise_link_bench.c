@@ -537,6 +537,7 @@ typedef struct phase_result {
   uint64_t requests;
   double calls_per_req; /* < 0 when unknown */
   double allocs_per_req;
+  uint64_t thread_requests[256];
   int failed;
   char error[512];
 } phase_result;
@@ -586,6 +587,7 @@ static void run_phase(const case_spec *c, bench_xport *x, buffer *locals, buffer
       snprintf(out->error, sizeof out->error, "thread %d: %s", i, ctx[i].error);
     }
     out->requests += ctx[i].requests;
+    out->thread_requests[i] = ctx[i].requests;
     bench_samples_merge(&all, &ctx[i].latency);
     bench_samples_free(&ctx[i].latency);
   }
@@ -628,14 +630,16 @@ static void prepare_check(const case_spec *c, buffer *locals, buffer *targets) {
   free(zero);
 }
 
-/* Verifies the destination of every block the case touched. */
-static int verify_check(const case_spec *c, buffer *locals, buffer *targets, char *err,
-                        size_t err_len) {
+/* Verifies the destination of every block the case touched (request n of a thread goes to
+ * block n modulo the blocks in its buffer). */
+static int verify_check(const case_spec *c, const phase_result *r, buffer *locals,
+                        buffer *targets, char *err, size_t err_len) {
   uint8_t *host = (uint8_t *)malloc(opt.buffer_size);
   if (host == NULL) die("out of host memory");
   int rc = 0;
   for (int i = 0; i < c->threads && rc == 0; i++) {
     uint64_t slots = locals[i].len / c->block;
+    if (r->thread_requests[i] < slots) slots = r->thread_requests[i];
     uint64_t touched = slots * c->block;
     buffer *dst = c->op == OP_READ ? &locals[i] : &targets[i];
     buffer_read_host(dst, host, dst->len);
@@ -782,7 +786,7 @@ static int run_cases(bench_xport *x, enum path path, const char *path_name, buff
           fprintf(stderr, "  library run failed: %s\n", lib.error);
           check = "FAILED";
           failures++;
-        } else if (opt.check && verify_check(&c, locals, targets, why, sizeof why) != 0) {
+        } else if (opt.check && verify_check(&c, &lib, locals, targets, why, sizeof why) != 0) {
           fprintf(stderr, "  data check failed: %s\n", why);
           check = "CORRUPT";
           failures++;
