@@ -52,6 +52,7 @@ typedef struct options {
   enum mem local_mem;
   enum mem target_mem;
   int check;
+  int repeat;
   int json;
   int baseline;
   double port_gbps;
@@ -102,6 +103,8 @@ static void usage(FILE *f) {
     "  --batch N             requests per submitted batch (default 16)\n"
     "  --duration SEC        seconds per case and per baseline (default 1)\n"
     "  --requests N          stop each case after N requests per thread instead\n"
+    "  --repeat N            run each case and its baseline N times, alternating, and report\n"
+    "                        the median of each figure (ratio: median of the N ratios)\n"
     "\n"
     "Memory:\n"
     "  --local-dev N         device of the initiator's buffers (default 0)\n"
@@ -217,6 +220,7 @@ static void parse_options(int argc, char **argv) {
   opt.target_dev = 1;
   opt.baseline = 1;
   opt.ports = 1;
+  opt.repeat = 1;
   snprintf(opt.socket_path, sizeof opt.socket_path, "/tmp/sunrise_link_bench.%d.sock",
            (int)getpid());
 
@@ -288,6 +292,9 @@ static void parse_options(int argc, char **argv) {
     } else if (strcmp(name, "--target-type") == 0) {
       VALUE();
       if (parse_mem(v, &opt.target_mem) != 0) BAD();
+    } else if (strcmp(name, "--repeat") == 0) {
+      VALUE();
+      if (parse_int(v, 1, 15, &opt.repeat) != 0) BAD();
     } else if (strcmp(name, "--check") == 0) {
       opt.check = 1;
     } else if (strcmp(name, "--json") == 0) {
@@ -662,6 +669,40 @@ static int verify_check(const case_spec *c, const phase_result *r, buffer *local
   return rc;
 }
 
+/* ---------- medians over --repeat runs ---------- */
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double median_double(const double *v, int n) {
+  double tmp[15] = {0};
+  memcpy(tmp, v, (size_t)n * sizeof(double));
+  qsort(tmp, (size_t)n, sizeof(double), cmp_double);
+  return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2.0;
+}
+
+#define MEDIAN_OF(field)                                         \
+  do {                                                           \
+    for (int i = 0; i < n; i++) tmp[i] = (double)runs[i].field;  \
+    out->field = (__typeof__(out->field))median_double(tmp, n);  \
+  } while (0)
+
+static void median_result(const phase_result *runs, int n, phase_result *out) {
+  double tmp[15] = {0};
+  *out = runs[0];
+  MEDIAN_OF(gbps);
+  MEDIAN_OF(reqs_per_s);
+  MEDIAN_OF(p50_ns);
+  MEDIAN_OF(p99_ns);
+  MEDIAN_OF(p999_ns);
+  MEDIAN_OF(calls_per_req);
+  MEDIAN_OF(allocs_per_req);
+  out->requests = 0;
+  for (int i = 0; i < n; i++) out->requests += runs[i].requests;
+}
+
 /* ---------- output ---------- */
 
 static const char *op_name(int op) {
@@ -682,7 +723,8 @@ static void print_header(void) {
 }
 
 static void print_row(const case_spec *c, const char *path_name, const char *mem_pair,
-                      const phase_result *lib, const phase_result *base, const char *check) {
+                      const phase_result *lib, const phase_result *base, double ratio_value,
+                      const char *check) {
   char blk[32], p50[32], p99[32], p999[32], calls[32], bgb[32], ratio[32];
   bench_format_size(c->block, blk, sizeof blk);
   fmt_lat(lib->p50_ns, p50, sizeof p50);
@@ -692,7 +734,7 @@ static void print_row(const case_spec *c, const char *path_name, const char *mem
   else snprintf(calls, sizeof calls, "-");
   if (base != NULL && base->gbps > 0) {
     snprintf(bgb, sizeof bgb, "%.3f", base->gbps);
-    snprintf(ratio, sizeof ratio, "%.2f", lib->gbps / base->gbps);
+    snprintf(ratio, sizeof ratio, "%.2f", ratio_value);
   } else {
     snprintf(bgb, sizeof bgb, "-");
     snprintf(ratio, sizeof ratio, "-");
@@ -702,14 +744,14 @@ static void print_row(const case_spec *c, const char *path_name, const char *mem
            "\"batch\":%d,\"gbps\":%.6f,\"req_per_s\":%.1f,\"p50_us\":%.3f,\"p99_us\":%.3f,"
            "\"p999_us\":%.3f,\"runtime_calls_per_req\":%s,\"allocs_per_req\":%.4f,"
            "\"requests\":%llu,"
-           "\"baseline_gbps\":%s,\"ratio\":%s,\"check\":\"%s\"}\n",
+           "\"baseline_gbps\":%s,\"ratio\":%s,\"runs\":%d,\"check\":\"%s\"}\n",
            path_name, op_name(c->op), mem_pair, c->threads, (unsigned long long)c->block,
            opt.batch, lib->gbps, lib->reqs_per_s, (double)lib->p50_ns / 1e3,
            (double)lib->p99_ns / 1e3, (double)lib->p999_ns / 1e3,
            lib->calls_per_req >= 0 ? calls : "null", lib->allocs_per_req,
            (unsigned long long)lib->requests,
            base != NULL && base->gbps > 0 ? bgb : "null",
-           base != NULL && base->gbps > 0 ? ratio : "null", check);
+           base != NULL && base->gbps > 0 ? ratio : "null", opt.repeat, check);
   } else {
     printf("%-5s %-5s %-11s %3d %6s %5d | %9.3f %11.0f %9s %9s %9s %6s %7.3f | %9s %6s | %s\n",
            path_name, op_name(c->op), mem_pair, c->threads, blk, opt.batch, lib->gbps,
@@ -777,27 +819,49 @@ static int run_cases(bench_xport *x, enum path path, const char *path_name, buff
         fprintf(stderr, "[%zu/%zu] %s %s %s threads=%d block=%s ...\n", *done, total_cases(),
                 path_name, op_name(c.op), mem_pair, c.threads,
                 bench_format_size(c.block, blk, sizeof blk));
-        if (opt.check) prepare_check(&c, locals, targets);
-        phase_result lib, base;
-        run_phase(&c, x, locals, targets, segment, target_addrs, 0, &lib);
+        static phase_result libs[15], bases[15];
+        double ratios[15];
         const char *check = opt.check ? "ok" : "-";
-        char why[600];
-        if (lib.failed) {
-          fprintf(stderr, "  library run failed: %s\n", lib.error);
-          check = "FAILED";
-          failures++;
-        } else if (opt.check && verify_check(&c, &lib, locals, targets, why, sizeof why) != 0) {
-          fprintf(stderr, "  data check failed: %s\n", why);
-          check = "CORRUPT";
-          failures++;
+        int have_base = opt.baseline;
+        int runs = 0, bad = -1;
+        for (int r = 0; r < opt.repeat; r++) {
+          if (opt.check) prepare_check(&c, locals, targets);
+          run_phase(&c, x, locals, targets, segment, target_addrs, 0, &libs[r]);
+          char why[600];
+          if (libs[r].failed) {
+            fprintf(stderr, "  library run failed: %s\n", libs[r].error);
+            check = "FAILED";
+            failures++;
+            have_base = 0;
+            bad = r;
+            break;
+          }
+          if (opt.check &&
+              verify_check(&c, &libs[r], locals, targets, why, sizeof why) != 0) {
+            fprintf(stderr, "  data check failed: %s\n", why);
+            check = "CORRUPT";
+            failures++;
+            have_base = 0;
+            bad = r;
+            break;
+          }
+          if (have_base) {
+            run_phase(&c, x, locals, targets, segment, target_addrs, 1, &bases[r]);
+            if (bases[r].failed) {
+              fprintf(stderr, "  baseline failed: %s\n", bases[r].error);
+              have_base = 0;
+            } else {
+              ratios[r] = bases[r].gbps > 0 ? libs[r].gbps / bases[r].gbps : 0.0;
+            }
+          }
+          runs++;
         }
-        int have_base = 0;
-        if (opt.baseline) {
-          run_phase(&c, x, locals, targets, segment, target_addrs, 1, &base);
-          if (base.failed) fprintf(stderr, "  baseline failed: %s\n", base.error);
-          else have_base = 1;
-        }
-        print_row(&c, path_name, mem_pair, &lib, have_base ? &base : NULL, check);
+        phase_result lib, base;
+        if (bad >= 0) median_result(&libs[bad], 1, &lib);
+        else median_result(libs, runs, &lib);
+        if (have_base) median_result(bases, runs, &base);
+        double ratio = have_base ? median_double(ratios, runs) : -1.0;
+        print_row(&c, path_name, mem_pair, &lib, have_base ? &base : NULL, ratio, check);
       }
   return failures;
 }
