@@ -32,7 +32,9 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The cdylibs are built first: tests load them the way a host does.
 test-rust: emu
+	$(CARGO) build --workspace
 	$(CARGO) test --workspace
 
 examples:
