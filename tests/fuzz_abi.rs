@@ -612,6 +612,36 @@ fn check_bytes(emu: &Emu, w: &World, step: u64, last: &str, history: &History) {
     }
 }
 
+/// Arms one runtime fault for the batch about to run. Not `tangEventRecord`/`tangEventQuery`:
+/// when they fail the task is FAILED while its async copy may still land later, which a
+/// byte-exact model cannot follow (see the reliability notes).
+fn arm_fault(r: &mut Rng, emu: &Emu) {
+    const FUNCS: &[&str] = &[
+        "tangMemcpy",
+        "tangMemcpyAsync",
+        "tangMemcpyPeer",
+        "tangMemcpyPeer_v2",
+        "tangDeviceGetPeerPointer",
+        "tangSetDevice",
+        "tangPointerGetAttributes",
+        "tangIpcOpenMemHandle",
+        "tangEventCreateWithFlags",
+        "tangStreamCreateWithFlags",
+    ];
+    let toml = match r.below(6) {
+        0 => "memcpy_peer_unsupported = true".to_string(),
+        1 => "down_links = [[0, 8], [1, 0]]".to_string(),
+        _ => format!(
+            "[[fault]]\nfunction = \"{}\"\ncode = {}\nprobability = {}\nseed = {}\n",
+            r.pick(FUNCS),
+            r.pick(&[1u32, 2, 101, 700, 999, 3026]),
+            r.pick(&[0.1f64, 0.5, 1.0]),
+            r.below(1000)
+        ),
+    };
+    assert_eq!(emu.configure(&toml), 0, "{toml}");
+}
+
 #[test]
 fn fuzz_stateful_abi_driver() {
     let Some((_g, emu)) = serial() else { return };
@@ -702,7 +732,8 @@ fn fuzz_stateful_abi_driver() {
     let mut installed = true;
     let mut counts = [0u64; 10];
     let mut tasks = (0u64, 0u64, 0u64, 0u64); // completed, failed, cancelled, api calls
-                                              // SUNRISE_LINK_FUZZ_PARANOID=1 also checks before every step (catches late writes).
+    let mut faults = 0u64;
+    // SUNRISE_LINK_FUZZ_PARANOID=1 also checks before every step (catches late writes).
     let paranoid = std::env::var("SUNRISE_LINK_FUZZ_PARANOID").is_ok();
     let mut history = History::new();
     let mut prev = String::new();
@@ -743,6 +774,12 @@ fn fuzz_stateful_abi_driver() {
                 }
                 assert_eq!(rc, 0, "submit: {}", last_error());
                 assert_eq!(t.size(h).unwrap(), size + n as u64);
+                // Now and then a runtime fault is armed while this batch runs.
+                let faulted = r.chance(120);
+                if faulted {
+                    arm_fault(&mut r, emu);
+                    faults += 1;
+                }
                 if r.chance(200) {
                     for _ in 0..1 + r.below(3) {
                         let id = size + r.below(n as u64 + 2);
@@ -769,7 +806,7 @@ fn fuzz_stateful_abi_driver() {
                         }
                         SUNRISE_LINK_TASK_FAILED => {
                             assert!(
-                                e.copy.is_none() && !e.noop,
+                                (e.copy.is_none() && !e.noop) || faulted,
                                 "step {step}: request {} failed ({msg}); the model says it must \
                                  complete",
                                 show(q)
@@ -785,6 +822,9 @@ fn fuzz_stateful_abi_driver() {
                         history.pop_front();
                     }
                     history.push_back((step, *q, st));
+                }
+                if faulted {
+                    emu.clear_faults();
                 }
                 apply(&mut w, &done);
                 let last: Vec<String> = reqs
@@ -940,7 +980,8 @@ fn fuzz_stateful_abi_driver() {
     }
     eprintln!(
         "stateful driver: {steps} steps ({} submits, {} queries, {} batch ops, {} registration \
-         ops, {} invalidate/stats, {} install ops); tasks: {} completed, {} failed, {} cancelled",
+         ops, {} invalidate/stats, {} install ops, {faults} batches under a runtime fault); \
+         tasks: {} completed, {} failed, {} cancelled",
         counts[0], counts[1], counts[2], counts[3], counts[4], counts[5], tasks.0, tasks.1, tasks.2
     );
 }
