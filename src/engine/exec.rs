@@ -701,15 +701,26 @@ fn single(
                 format!("creating an event on device {dev}"),
             ))
         })?;
-        let r = rt
-            .memcpy_async(dst, src, len as usize, kind, stream)
-            .and_then(|_| rt.event_record(ev, stream));
-        if let Err(e) = r {
+        let what = format!("async copy of {len} bytes {src:#x} -> {dst:#x} on device {dev}");
+        if let Err(e) = rt.memcpy_async(dst, src, len as usize, kind, stream) {
             let _ = rt.event_destroy(ev);
-            return Err(f(Error::runtime(
-                &e,
-                format!("async copy of {len} bytes {src:#x} -> {dst:#x} on device {dev}"),
-            )));
+            return Err(f(Error::runtime(&e, what)));
+        }
+        if let Err(e) = rt.event_record(ev, stream) {
+            let _ = rt.event_destroy(ev);
+            // The copy is queued and will run: the task must not end (FAILED, then written)
+            // before it does. Wait for the stream; its result is the copy's.
+            return match rt.stream_synchronize(stream) {
+                Some(Ok(())) => Ok(Outcome::Done(path)),
+                Some(Err(s)) => Err(f(Error::runtime(
+                    &s,
+                    format!("{what} (its event could not be recorded: {e})"),
+                ))),
+                None => Err(f(Error::runtime(
+                    &e,
+                    format!("{what}; the queued copy may still complete"),
+                ))),
+            };
         }
         ctx.stats.count_async();
         s.done
