@@ -702,3 +702,54 @@ fn peer_killed_mid_transfer() {
     assert_eq!(done + failed, 2000);
     assert_eq!(emu.live_transport_objects(), base);
 }
+
+/// When an async copy is queued but its event cannot be recorded (or created), the task
+/// must not end before the copy: COMPLETED with its bytes already there, or FAILED with
+/// nothing written afterwards.
+#[test]
+fn async_copy_whose_event_fails_ends_after_the_copy() {
+    let Some((_g, emu)) = serial() else { return };
+    let base = emu.live_transport_objects();
+    let t = Transport::installed("\"async_memcpy_threshold\": \"1MiB\", \"worker_threads\": 1");
+    let len = 16usize << 20;
+    let a = emu.alloc(0, len);
+    let b = emu.alloc(0, len);
+    t.add(a, len as u64, "cuda:0").unwrap();
+    t.add(b, len as u64, "cuda:0").unwrap();
+    let h = t.allocate(8).unwrap();
+    for (round, f) in ["tangEventRecord", "tangEventCreateWithFlags"]
+        .iter()
+        .enumerate()
+    {
+        emu.write(a, &pattern(round as u64, len));
+        emu.write(b, &vec![0; len]);
+        set_fault(emu, f, 999, "");
+        assert_eq!(
+            t.submit(h, &[req(SUNRISE_LINK_OP_WRITE, a, 0, b, len as u64)]),
+            0
+        );
+        let (st, _) = t.wait(h, round as u64, WAIT);
+        emu.clear_faults();
+        let now = checksum(&emu.read(b, len));
+        match st {
+            SUNRISE_LINK_TASK_COMPLETED => {
+                assert_eq!(
+                    now,
+                    checksum(&pattern(round as u64, len)),
+                    "{f}: bytes missing"
+                )
+            }
+            SUNRISE_LINK_TASK_FAILED => {
+                assert_eq!(now, checksum(&vec![0; len]), "{f}: FAILED but written");
+                std::thread::sleep(Duration::from_millis(200));
+                let later = checksum(&emu.read(b, len));
+                assert_eq!(later, now, "{f}: FAILED, then written");
+            }
+            s => panic!("{f}: state {s}"),
+        }
+    }
+    drop(t);
+    emu.free(a);
+    emu.free(b);
+    assert_eq!(emu.live_transport_objects(), base);
+}
