@@ -132,6 +132,8 @@ struct Pending {
     batch: Arc<SubBatch>,
     idx: usize,
     event: Handle,
+    /// The stream the copy was queued on.
+    stream: Handle,
     bytes: u64,
     path: Path,
     start: Instant,
@@ -731,6 +733,7 @@ fn single(
                 batch: batch.clone(),
                 idx,
                 event: ev,
+                stream,
                 bytes: len,
                 path,
                 start,
@@ -922,14 +925,27 @@ fn completer_loop(s: &Shared) {
                     p.start,
                 ),
                 Ok(true) => finish(ctx, &p.batch, p.idx, p.path, p.bytes, p.start),
-                Err(e) => fail(
-                    ctx,
-                    &p.batch,
-                    p.idx,
-                    p.path,
-                    format!("async copy failed: {e}"),
-                    p.start,
-                ),
+                // The event cannot tell: the stream's result is the copy's, and the task
+                // must not end while the copy may still write.
+                Err(e) => match rt.stream_synchronize(p.stream) {
+                    Some(Ok(())) => finish(ctx, &p.batch, p.idx, p.path, p.bytes, p.start),
+                    Some(Err(s)) => fail(
+                        ctx,
+                        &p.batch,
+                        p.idx,
+                        p.path,
+                        format!("async copy failed: {s} (event query: {e})"),
+                        p.start,
+                    ),
+                    None => fail(
+                        ctx,
+                        &p.batch,
+                        p.idx,
+                        p.path,
+                        format!("async copy failed: {e}"),
+                        p.start,
+                    ),
+                },
             }
             let _ = rt.event_destroy(p.event);
             progressed = true;
