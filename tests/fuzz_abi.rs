@@ -612,9 +612,7 @@ fn check_bytes(emu: &Emu, w: &World, step: u64, last: &str, history: &History) {
     }
 }
 
-/// Arms one runtime fault for the batch about to run. Not `tangEventRecord`/`tangEventQuery`:
-/// when they fail the task is FAILED while its async copy may still land later, which a
-/// byte-exact model cannot follow (see the reliability notes).
+/// Arms one runtime fault for the batch about to run.
 fn arm_fault(r: &mut Rng, emu: &Emu) {
     const FUNCS: &[&str] = &[
         "tangMemcpy",
@@ -626,6 +624,8 @@ fn arm_fault(r: &mut Rng, emu: &Emu) {
         "tangPointerGetAttributes",
         "tangIpcOpenMemHandle",
         "tangEventCreateWithFlags",
+        "tangEventRecord",
+        "tangEventQuery",
         "tangStreamCreateWithFlags",
     ];
     let toml = match r.below(6) {

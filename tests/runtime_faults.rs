@@ -717,10 +717,12 @@ fn async_copy_whose_event_fails_ends_after_the_copy() {
     t.add(a, len as u64, "cuda:0").unwrap();
     t.add(b, len as u64, "cuda:0").unwrap();
     let h = t.allocate(8).unwrap();
-    for (round, f) in ["tangEventRecord", "tangEventCreateWithFlags"]
-        .iter()
-        .enumerate()
-    {
+    let funcs = [
+        "tangEventRecord",
+        "tangEventCreateWithFlags",
+        "tangEventQuery",
+    ];
+    for (round, f) in funcs.iter().enumerate() {
         emu.write(a, &pattern(round as u64, len));
         emu.write(b, &vec![0; len]);
         set_fault(emu, f, 999, "");
