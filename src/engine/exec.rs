@@ -273,13 +273,14 @@ impl Pool {
             .drain(..)
             .collect();
         for j in left {
-            let t = j.batch.slot(j.idx);
             let msg = "transport uninstalled before the task ran";
-            if matches!(j.work, Work::Lane(_)) {
-                // One lane of several: the task ends (once) with its last lane.
-                lane_done(&s.ctx, &j.batch, j.idx, Err(msg.into()), j.start);
-            } else if t.claim() {
-                fail(&s.ctx, &j.batch, j.idx, Path::Unrouted, msg.into(), j.start);
+            match j.work {
+                // The task completes (as FAILED) when its last lane is accounted for.
+                Work::Lane(_) => lane_done(&s.ctx, &j.batch, j.idx, Err(msg.into()), j.start),
+                Work::Request(_) if j.batch.slot(j.idx).claim() => {
+                    fail(&s.ctx, &j.batch, j.idx, Path::Unrouted, msg.into(), j.start)
+                }
+                Work::Request(_) => {}
             }
         }
         s.done.stop.store(true, Ordering::Release);

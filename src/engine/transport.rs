@@ -686,6 +686,46 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_submitters_on_one_sub_batch() {
+        let (fake, _h, t) = setup(Fake::new(2), r#"{"worker_threads": 3}"#);
+        let a = fake.alloc(0, 1 << 16, 0x42);
+        let b = fake.alloc(1, 1 << 16, 0);
+        t.add_buffer(a, 1 << 16, "cuda:0").unwrap();
+        t.add_buffer(b, 1 << 16, "cuda:1").unwrap();
+        let h = t.allocate(400, 0).unwrap();
+        std::thread::scope(|s| {
+            for k in 0..4u64 {
+                let t = &t;
+                s.spawn(move || {
+                    for i in 0..25u64 {
+                        let off = (k * 25 + i) * 64;
+                        let r = [req(OP_WRITE, a + off, 0, b + off, 64); 4];
+                        t.submit(h, &r).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(t.size(h).unwrap(), 400);
+        for i in 0..400 {
+            assert_eq!(wait(&t, h, i), (status::COMPLETED, 64));
+        }
+        assert_eq!(fake.read(b, 100 * 64), vec![0x42; 100 * 64]);
+        assert_eq!(
+            t.submit(h, &[req(OP_WRITE, a, 0, b, 1)]).unwrap_err().code,
+            code::TOO_MANY_REQUESTS
+        );
+    }
+
+    #[test]
+    fn topology_detection_failure_is_not_fatal() {
+        let mut f = Fake::new(2);
+        f.links = vec![(0, 1, vec![0, 1])];
+        f.fail("ptmlPtlinkPhytopoDetect");
+        let (_fake, _h, t) = setup(f, "{}");
+        assert!(t.is_installed());
+    }
+
+    #[test]
     fn sub_range_of_an_allocation_is_rejected() {
         let (fake, _h, t) = setup(Fake::new(1), "{}");
         let a = fake.alloc(0, 8192, 1);

@@ -111,6 +111,10 @@ impl std::fmt::Display for LoadError {
     }
 }
 
+/// PTML is process-wide: `ptmlUninit` runs only when the last `TangLib` of this process goes,
+/// and only if one of them initialised it (a host that initialised PTML itself keeps it).
+static PTML_USERS: std::sync::Mutex<(usize, bool)> = std::sync::Mutex::new((0, false));
+
 fn open(path: &Path) -> Result<Library, LoadError> {
     // SAFETY: loading a shared library runs its constructors; the vendor runtime (or the
     // emulator) is trusted code, which is the premise of this whole library.
@@ -179,6 +183,7 @@ impl TangLib {
             pci_bus_id: required(l, p, "tangDeviceGetPCIBusId")?,
             runtime_version: optional(l, "tangRuntimeGetVersion"),
         };
+        let mut users = PTML_USERS.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: resolved above with the documented signature; takes no arguments.
         let rc = unsafe { (ptml.init)() };
         if rc != 0 && rc != PTML_ERROR_ALREADY_INITIALIZED {
@@ -188,6 +193,9 @@ impl TangLib {
                 ptml_path.display()
             )));
         }
+        users.0 += 1;
+        users.1 |= rc == 0;
+        drop(users);
         // SAFETY: as above.
         let rc = unsafe { (ptml.enable_all)() };
         if rc != 0 {
@@ -218,9 +226,14 @@ impl TangLib {
 
 impl Drop for TangLib {
     fn drop(&mut self) {
-        if let Some(uninit) = self.ptml.uninit {
-            // SAFETY: resolved from PTML, which is still loaded (dropped after this body).
-            unsafe { uninit() };
+        let mut users = PTML_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        users.0 = users.0.saturating_sub(1);
+        if users.0 == 0 && users.1 {
+            users.1 = false;
+            if let Some(uninit) = self.ptml.uninit {
+                // SAFETY: resolved from PTML, which is still loaded (dropped after this body).
+                unsafe { uninit() };
+            }
         }
     }
 }
