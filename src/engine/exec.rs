@@ -407,11 +407,11 @@ fn lane_done(
 
 /// Finds where a local range lives: the registry first (no runtime call), else the runtime's
 /// pointer attributes, retried with each device current (the query is current-device
-/// sensitive). Only device memory may be used unregistered (the runtime checks such a range
-/// against its allocation); host memory must lie inside a registered buffer, since nothing
-/// else can tell whether the caller's pointer and length are valid, and a range that starts
-/// in a registered buffer must end in it.
-fn locate(ctx: &Ctx, dc: &mut DeviceCache, addr: u64, len: u64) -> Result<Mem> {
+/// sensitive), else pageable host memory. A range that starts in a registered buffer must end
+/// in it. Unregistered device memory is checked by the runtime against its allocation;
+/// unregistered host memory must be mapped with the access the copy needs (`write` for a
+/// destination), so a stale or garbage pointer fails the task instead of faulting the process.
+fn locate(ctx: &Ctx, dc: &mut DeviceCache, addr: u64, len: u64, write: bool) -> Result<Mem> {
     if let Some(h) = ctx.registry.lookup(addr, len) {
         return Ok(if h.device >= 0 {
             Mem::Device {
@@ -434,27 +434,86 @@ fn locate(ctx: &Ctx, dc: &mut DeviceCache, addr: u64, len: u64) -> Result<Mem> {
     if ctx.registry.lookup(addr, 1).is_some() {
         return Err(unregistered("runs past the end of its registered buffer"));
     }
-    let device = |a: crate::tang::PointerInfo| {
-        (a.memory_type == MEMORY_TYPE_DEVICE && a.device >= 0).then_some(Mem::Device {
-            dev: a.device,
-            addr,
-            bounded: false,
-        })
+    let classify = |a: crate::tang::PointerInfo| {
+        if a.memory_type == MEMORY_TYPE_DEVICE && a.device >= 0 {
+            Mem::Device {
+                dev: a.device,
+                addr,
+                bounded: false,
+            }
+        } else {
+            // Mapped pinned host memory: use the host alias, copied with host kinds.
+            Mem::Host {
+                addr: if a.host_pointer != 0 {
+                    a.host_pointer
+                } else {
+                    addr
+                },
+            }
+        }
     };
-    if let Ok(a) = ctx.rt.pointer_attributes(addr) {
-        return device(a).ok_or_else(|| unregistered("is host memory that is not registered"));
-    }
-    for d in 0..ctx.device_count {
-        if dc.ensure(ctx.rt.as_ref(), d).is_ok() {
-            if let Ok(a) = ctx.rt.pointer_attributes(addr) {
-                return device(a)
-                    .ok_or_else(|| unregistered("is host memory that is not registered"));
+    let mut found = ctx.rt.pointer_attributes(addr).ok().map(classify);
+    if found.is_none() {
+        for d in 0..ctx.device_count {
+            if dc.ensure(ctx.rt.as_ref(), d).is_ok() {
+                if let Ok(a) = ctx.rt.pointer_attributes(addr) {
+                    found = Some(classify(a));
+                    break;
+                }
             }
         }
     }
-    Err(unregistered(
-        "is not inside a registered buffer (nor Tang device memory)",
-    ))
+    if let Some(m @ Mem::Device { .. }) = found {
+        return Ok(m);
+    }
+    let host = match found {
+        Some(Mem::Host { addr: h }) => h,
+        _ => addr,
+    };
+    if host_range_mapped(host, len, write) {
+        return Ok(Mem::Host { addr: host });
+    }
+    Err(unregistered(if write {
+        "is not registered, and not writable memory of this process"
+    } else {
+        "is not registered, and not readable memory of this process"
+    }))
+}
+
+/// Whether `[addr, addr + len)` lies in mappings of this process that allow reading (and
+/// writing, with `write`), per `/proc/self/maps`. Only for unregistered host memory.
+fn host_range_mapped(addr: u64, len: u64, write: bool) -> bool {
+    let Some(end) = addr.checked_add(len) else {
+        return false;
+    };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return false;
+    };
+    let mut cur = addr;
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            continue;
+        };
+        if b <= cur {
+            continue;
+        }
+        let p = perms.as_bytes();
+        if a > cur || p.first() != Some(&b'r') || (write && p.get(1) != Some(&b'w')) {
+            return false;
+        }
+        cur = b;
+        if cur >= end {
+            return true;
+        }
+    }
+    false
 }
 
 type Failure = (Path, Error);
@@ -482,10 +541,11 @@ fn execute(
             "request range wraps around the address space",
         )));
     }
-    let local = locate(ctx, &mut w.dc, req.source, req.length).map_err(un)?;
+    let local_write = req.opcode == OP_READ;
+    let local = locate(ctx, &mut w.dc, req.source, req.length, local_write).map_err(un)?;
     let mut mapping: Option<Arc<Mapping>> = None;
     let target = if req.target_id == LOCAL_SEGMENT_ID {
-        locate(ctx, &mut w.dc, req.target_offset, req.length).map_err(un)?
+        locate(ctx, &mut w.dc, req.target_offset, req.length, !local_write).map_err(un)?
     } else {
         ctx.stats.count_ipc();
         let m = ctx
