@@ -338,6 +338,55 @@ fn fuzz_config_through_install() {
 const GUARD: usize = 4096;
 const SEGS: [u64; 2] = [11, 12];
 
+/// Host memory between two inaccessible pages, so that a range running off either end is
+/// not memory of this process (the library refuses it rather than touching a neighbour).
+struct HostMem {
+    base: *mut u8,
+    len: usize,
+}
+
+const PAGE: usize = 4096;
+
+impl HostMem {
+    fn new(len: usize) -> HostMem {
+        assert_eq!(len % PAGE, 0);
+        unsafe {
+            let m = libc::mmap(
+                std::ptr::null_mut(),
+                len + 2 * PAGE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            );
+            assert_ne!(m, libc::MAP_FAILED);
+            let m = m as *mut u8;
+            assert_eq!(libc::mprotect(m as *mut c_void, PAGE, libc::PROT_NONE), 0);
+            let after = m.add(PAGE + len) as *mut c_void;
+            assert_eq!(libc::mprotect(after, PAGE, libc::PROT_NONE), 0);
+            HostMem {
+                base: m.add(PAGE),
+                len,
+            }
+        }
+    }
+    fn as_ptr(&self) -> *const u8 {
+        self.base
+    }
+    fn bytes(&self) -> &[u8] {
+        unsafe { std::slice::from_raw_parts(self.base, self.len) }
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        unsafe { std::slice::from_raw_parts_mut(self.base, self.len) }
+    }
+}
+
+impl Drop for HostMem {
+    fn drop(&mut self) {
+        unsafe { libc::munmap(self.base.sub(PAGE) as *mut c_void, self.len + 2 * PAGE) };
+    }
+}
+
 /// One allocation the driver knows: device memory (emulator) or host memory (a Vec).
 struct Alloc {
     addr: u64,
@@ -345,7 +394,7 @@ struct Alloc {
     len: usize,
     /// Device ordinal, −1 for host memory.
     dev: i32,
-    host: Option<Vec<u8>>,
+    host: Option<HostMem>,
     /// Remote buffer: (segment, published base).
     remote: Option<(u64, u64)>,
     /// Whether it is registered with the transport under test (local buffers).
@@ -361,7 +410,7 @@ impl Alloc {
     }
     fn read(&self, emu: &Emu) -> Vec<u8> {
         match &self.host {
-            Some(v) => v.clone(),
+            Some(v) => v.bytes().to_vec(),
             None => emu.read(self.addr, self.total()),
         }
     }
@@ -397,8 +446,9 @@ impl World {
         if a.registered && off < a.len as u64 {
             return (end <= a.len as u64).then_some((i, off as usize));
         }
-        // Not inside a registered buffer: only device memory, within its allocation.
-        (a.dev >= 0 && end <= a.total() as u64).then_some((i, off as usize))
+        // Not inside a registered buffer: device memory within its allocation, or host memory
+        // of this process (readable and writable here).
+        (end <= a.total() as u64).then_some((i, off as usize))
     }
 
     fn remote_ok(&self, seg: u64, addr: u64, len: u64) -> Option<Place> {
@@ -489,7 +539,7 @@ fn gen_request(r: &mut Rng, w: &World) -> sunrise_link_request_t {
             0 => a.addr + a.len as u64 - 1 - r.below(16).min(a.len as u64 - 1),
             1 => a.addr + a.len as u64 + r.below(GUARD as u64),
             2 => a.addr.wrapping_sub(1 + r.below(64)),
-            3 => *r.pick(&[0u64, 1, 0x1000, u64::MAX, u64::MAX - 15, 0x7fff_ffff_f000]),
+            3 => *r.pick(&[0u64, 1, 0x1000, u64::MAX, u64::MAX - 15, 0xdead_0000_0000]),
             4 => r.next(),
             _ => a.addr + r.below(a.len as u64),
         }
@@ -676,7 +726,7 @@ fn fuzz_stateful_abi_driver() {
         });
     }
     for len in [16usize << 10, 4 << 10] {
-        let v = vec![0u8; len + GUARD];
+        let v = HostMem::new(len + GUARD);
         w.allocs.push(Alloc {
             addr: v.as_ptr() as u64,
             len,
@@ -714,7 +764,7 @@ fn fuzz_stateful_abi_driver() {
     for (i, a) in w.allocs.iter_mut().enumerate() {
         let bytes = pattern(i as u64 * 1000 + 1, a.total());
         match &mut a.host {
-            Some(v) => v.copy_from_slice(&bytes),
+            Some(v) => v.bytes_mut().copy_from_slice(&bytes),
             None => emu.write(a.addr, &bytes),
         }
         a.shadow = bytes;

@@ -840,14 +840,18 @@ fn unregistered_and_partly_registered_host_ranges_fail_without_touching_memory()
     let mut host = vec![0x22u8; 8192];
     let hp = host.as_mut_ptr() as u64;
     t.add(hp, 4096, "cpu:0").unwrap();
-    let unreg = vec![0x33u8; 4096];
+    // Read-only memory of this process.
+    static READ_ONLY: [u8; 4096] = [0x44; 4096];
+    let ro = READ_ONLY.as_ptr() as u64;
     let h = t.allocate(16).unwrap();
     let reqs = [
         req(SUNRISE_LINK_OP_READ, hp + 2048, 0, dev, 4096), // partly registered
-        req(SUNRISE_LINK_OP_READ, hp + 4096, 0, dev, 16),   // just past it
-        req(SUNRISE_LINK_OP_WRITE, unreg.as_ptr() as u64, 0, dev, 16), // never registered
         req(SUNRISE_LINK_OP_READ, 0x10, 0, dev, 16),        // garbage pointer
-        req(SUNRISE_LINK_OP_WRITE, dev, 0, 0x7fff_0000_0000, 16), // garbage local target
+        req(SUNRISE_LINK_OP_WRITE, 0xdead_0000_0000, 0, dev, 16), // unmapped source
+        req(SUNRISE_LINK_OP_WRITE, dev, 0, 0xdead_0000_0000, 16), // unmapped local target
+        req(SUNRISE_LINK_OP_READ, ro, 0, dev, 16),          // read-only destination
+        req(SUNRISE_LINK_OP_WRITE, dev, 0, ro, 16),         // read-only destination
+        req(SUNRISE_LINK_OP_WRITE, ro + 4000, 0, dev, 1 << 30), // runs off the mapping
     ];
     assert_eq!(t.submit(h, &reqs), 0);
     for (i, (s, _)) in t
@@ -860,11 +864,34 @@ fn unregistered_and_partly_registered_host_ranges_fail_without_touching_memory()
         assert!(m.contains("registered"), "request {i}: {m}");
     }
     assert!(host.iter().all(|&b| b == 0x22), "host memory written");
+    assert!(READ_ONLY.iter().all(|&b| b == 0x44));
     assert_eq!(
         emu.read(dev, 8192),
         pattern(5, 8192),
         "device memory written"
     );
+    // Unregistered host memory of this process (TENT does not require registration of the
+    // local side): readable as a source, writable as a destination.
+    let unreg = vec![0x33u8; 4096];
+    let n = t.size(h).unwrap();
+    let ok = [
+        req(
+            SUNRISE_LINK_OP_WRITE,
+            unreg.as_ptr() as u64,
+            0,
+            dev + 4096,
+            16,
+        ),
+        req(SUNRISE_LINK_OP_WRITE, ro, 0, dev + 4096 + 16, 16),
+    ];
+    assert_eq!(t.submit(h, &ok), 0);
+    for i in 0..2 {
+        assert_eq!(t.wait(h, n + i, WAIT).0, SUNRISE_LINK_TASK_COMPLETED);
+    }
+    let mut want = vec![0x33u8; 16];
+    want.extend([0x44u8; 16]);
+    assert_eq!(emu.read(dev + 4096, 32), want);
+    emu.write(dev, &pattern(5, 8192));
     // The registered part works.
     let n = t.size(h).unwrap();
     assert_eq!(
