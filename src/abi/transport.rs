@@ -691,6 +691,18 @@ pub unsafe extern "C" fn sunrise_link_transfer_submit(
             return Ok(());
         }
         non_null(requests, "requests")?;
+        // Refuse a count that cannot fit before the array is read: a hostile count must not
+        // make us read past the caller's array or allocate for it.
+        let (size, cap) = t.fill(sub_batch)?;
+        if count as u64 > cap - size {
+            if !t.is_installed() {
+                return Err(Error::invalid("transport is not installed"));
+            }
+            return Err(Error::new(
+                crate::engine::code::TOO_MANY_REQUESTS,
+                format!("sub-batch holds {size} of {cap} tasks; {count} more do not fit"),
+            ));
+        }
         let src = std::slice::from_raw_parts(requests, count);
         let reqs: Vec<Request> = src
             .iter()

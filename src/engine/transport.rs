@@ -161,6 +161,12 @@ impl Transport {
         Ok(self.slab.get(handle)?.size() as u64)
     }
 
+    /// `(tasks submitted, capacity)` of a sub-batch.
+    pub fn fill(&self, handle: u64) -> Result<(u64, u64)> {
+        let b = self.slab.get(handle)?;
+        Ok((b.size() as u64, b.capacity() as u64))
+    }
+
     /// Appends one task per request, in order, and queues them. Fails only for an invalid
     /// sub-batch, an uninstalled transport or a capacity overflow; a request that cannot be
     /// carried out becomes a FAILED task with a message.

@@ -64,6 +64,7 @@ struct TangFns {
     ipc_close: FnPtr,
     stream_create: FnCreateFlags,
     stream_destroy: FnPtr,
+    stream_sync: Option<FnPtr>,
     event_create: FnCreateFlags,
     event_record: FnRecord,
     event_query: FnPtr,
@@ -174,6 +175,7 @@ impl TangLib {
             ipc_close: required(l, p, "tangIpcCloseMemHandle")?,
             stream_create: required(l, p, "tangStreamCreateWithFlags")?,
             stream_destroy: required(l, p, "tangStreamDestroy")?,
+            stream_sync: optional(l, "tangStreamSynchronize"),
             event_create: required(l, p, "tangEventCreateWithFlags")?,
             event_record: required(l, p, "tangEventRecord")?,
             event_query: required(l, p, "tangEventQuery")?,
@@ -376,6 +378,10 @@ impl Runtime for TangLib {
         check("tangStreamDestroy", unsafe {
             (self.tang.stream_destroy)(p(stream))
         })
+    }
+    fn stream_synchronize(&self, stream: Handle) -> Option<RtResult<()>> {
+        let f = self.tang.stream_sync?;
+        Some(check("tangStreamSynchronize", unsafe { f(p(stream)) }))
     }
     fn event_create(&self, flags: u32) -> RtResult<Handle> {
         let mut e: *mut c_void = std::ptr::null_mut();
