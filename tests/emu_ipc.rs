@@ -199,11 +199,10 @@ fn two_processes_write_and_read() {
                 "ok",
                 "bytes before the write untouched"
             );
-            assert_eq!(
-                x.host.lookups.load(Ordering::SeqCst),
-                1,
-                "one host lookup, then cached"
-            );
+            // The first two reads may miss together on two workers (the host is asked outside
+            // any lock); after that the cache answers.
+            let asked = x.host.lookups.load(Ordering::SeqCst);
+            assert!((1..=2).contains(&asked), "{asked} host lookups");
             assert_eq!(emu.calls("tangIpcOpenMemHandle"), 1);
             let s = x.stats();
             assert_eq!(s.ipc_requests, 3);
@@ -225,6 +224,11 @@ fn two_processes_write_and_read() {
             );
             assert_eq!(x.wait(b, 3).0, COMPLETED, "{}", x.error(b, 3));
             assert_eq!(host, pattern(LEN / 8, 1));
+            assert_eq!(
+                x.host.lookups.load(Ordering::SeqCst),
+                asked,
+                "later requests hit the cache"
+            );
 
             // Re-registration at the same address with a new handle: the stale mapping fails,
             // the host is asked again (refresh), the new handle is opened and the old one closed.

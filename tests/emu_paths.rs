@@ -349,3 +349,31 @@ fn mapped_pinned_host_memory_is_normalised() {
         },
     );
 }
+
+#[test]
+fn unregistered_device_memory_with_device_sensitive_attributes() {
+    scenario(
+        "unregistered_device_memory_with_device_sensitive_attributes",
+        &[
+            ("TANG_EMU_DEVICES", "4"),
+            ("TANG_EMU_FAULTS", "attributes_need_current_device"),
+        ],
+        || {
+            let dev = Dev::open();
+            let x = Xport::new(r#"{"worker_threads": 1}"#);
+            // Neither side registered: the pointer query succeeds only with the owner current,
+            // so the worker retries it on each device (as upstream's platform probe does).
+            let (a, b) = (dev.alloc(2, MIB), dev.alloc(3, MIB));
+            dev.write(a, &pattern(MIB, 14));
+            let bt = x.batch(1);
+            assert_eq!(x.submit(bt, &[req(WRITE, a, 0, b, MIB as u64)]), 0);
+            assert_eq!(x.wait(bt, 0).0, COMPLETED, "{}", x.error(bt, 0));
+            assert_eq!(dev.read(b, MIB), pattern(MIB, 14));
+            assert_eq!(x.stats().paths[SUNRISE_LINK_PATH_PEER as usize].requests, 1);
+            // A device location whose index does not parse ("cuda:abc" is ("cuda", -1) for
+            // TENT's LocationParser) is resolved the same way.
+            let shm = x.add(b, MIB as u64, "cuda:abc").unwrap();
+            assert_eq!(shm.len(), 128);
+        },
+    );
+}

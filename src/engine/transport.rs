@@ -227,10 +227,23 @@ impl Transport {
         let rt = ctx.rt.as_ref();
         if is_device_location(ty) {
             if idx < 0 {
-                idx = match rt.pointer_attributes(addr) {
-                    Ok(a) if a.memory_type == MEMORY_TYPE_DEVICE => a.device,
-                    _ => -1,
+                // "cuda" without an index: ask the runtime, with each device current if the
+                // query needs the owner current (the caller's device is restored).
+                let owner = |a: crate::tang::PointerInfo| {
+                    (a.memory_type == MEMORY_TYPE_DEVICE).then_some(a.device)
                 };
+                idx = rt
+                    .pointer_attributes(addr)
+                    .ok()
+                    .and_then(owner)
+                    .or_else(|| {
+                        (0..ctx.device_count).find_map(|d| {
+                            on_device(rt, d, || rt.pointer_attributes(addr))
+                                .ok()
+                                .and_then(owner)
+                        })
+                    })
+                    .unwrap_or(-1);
             }
             if idx < 0 || idx >= ctx.device_count {
                 return Err(Error::new(
