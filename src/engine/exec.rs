@@ -18,7 +18,7 @@ use crate::tang::{
 };
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -27,6 +27,10 @@ use std::time::{Duration, Instant};
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// Longest idle wait of a worker between checks of the stop flag.
 const IDLE_WAIT: Duration = Duration::from_millis(100);
+/// Most jobs a worker takes from the queue at once.
+const CHUNK: usize = 8;
+/// How long an idle worker watches the queue before it sleeps.
+const SPIN_LIMIT: Duration = Duration::from_micros(50);
 
 /// The device a thread last made current (per OS thread, owned by that thread).
 pub struct DeviceCache {
@@ -141,11 +145,69 @@ struct Pending {
     _keep: Option<Arc<Mapping>>,
 }
 
+/// The job queue. Workers that find it empty first spin briefly (one at a time) watching
+/// `queued`, so a request submitted right after another is picked up without a wake-up;
+/// then they sleep on `cv`. Submitters wake only as many sleepers as there are new jobs.
 #[derive(Default)]
 struct Queue {
     jobs: Mutex<VecDeque<Job>>,
     cv: Condvar,
     stop: AtomicBool,
+    /// Jobs in `jobs` (kept beside it so spinners need not take the lock).
+    queued: AtomicUsize,
+    /// Workers waiting on `cv`.
+    sleepers: AtomicUsize,
+    /// Workers spinning on `queued` (at most one).
+    spinners: AtomicUsize,
+}
+
+impl Queue {
+    /// Wakes up to `added` sleeping workers.
+    fn wake(&self, added: usize) {
+        let sleeping = self.sleepers.load(Ordering::Acquire);
+        if added == 0 || sleeping == 0 {
+            return;
+        }
+        if added >= sleeping {
+            self.cv.notify_all();
+        } else {
+            for _ in 0..added {
+                self.cv.notify_one();
+            }
+        }
+    }
+
+    /// Spins up to `SPIN_LIMIT` for a job to appear; true when one did. Only one worker spins
+    /// at a time, so idle workers do not take the CPU from the threads doing work.
+    fn spin_for_work(&self) -> bool {
+        if self
+            .spinners
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        let start = Instant::now();
+        let mut found = false;
+        let mut i = 0u32;
+        while !self.stop.load(Ordering::Relaxed) {
+            if self.queued.load(Ordering::Acquire) > 0 {
+                found = true;
+                break;
+            }
+            i = i.wrapping_add(1);
+            if i % 64 == 0 {
+                if start.elapsed() > SPIN_LIMIT {
+                    break;
+                }
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        self.spinners.store(0, Ordering::Release);
+        found
+    }
 }
 
 #[derive(Default)]
@@ -249,12 +311,9 @@ impl Pool {
         let before = q.len();
         q.extend(jobs);
         let added = q.len() - before;
+        self.shared.queue.queued.store(q.len(), Ordering::Release);
         drop(q);
-        if added == 1 {
-            self.shared.queue.cv.notify_one();
-        } else if added > 1 {
-            self.shared.queue.cv.notify_all();
-        }
+        self.shared.queue.wake(added);
     }
 
     /// Stops the workers (queued tasks fail), drains async copies (bounded), destroys streams.
@@ -321,23 +380,41 @@ fn worker_loop(s: &Shared) {
         dc: DeviceCache::default(),
         streams: HashMap::new(),
     };
+    let workers = s.ctx.cfg.worker_threads.max(1);
+    // Jobs taken from the queue in one go (allocated once: nothing per request).
+    let mut local: VecDeque<Job> = VecDeque::with_capacity(CHUNK);
     loop {
-        let job = {
+        if local.is_empty() {
             let mut q = s.queue.jobs.lock().unwrap_or_else(|e| e.into_inner());
             loop {
                 if s.queue.stop.load(Ordering::Acquire) {
                     return;
                 }
-                if let Some(j) = q.pop_front() {
-                    break j;
+                if !q.is_empty() {
+                    // A fair share of what is queued, so the other workers get some too.
+                    let take = q.len().div_ceil(workers).clamp(1, CHUNK);
+                    local.extend(q.drain(..take));
+                    s.queue.queued.store(q.len(), Ordering::Release);
+                    break;
                 }
+                drop(q);
+                let found = s.queue.spin_for_work();
+                q = s.queue.jobs.lock().unwrap_or_else(|e| e.into_inner());
+                if found || !q.is_empty() || s.queue.stop.load(Ordering::Acquire) {
+                    continue;
+                }
+                s.queue.sleepers.fetch_add(1, Ordering::AcqRel);
                 q = s
                     .queue
                     .cv
                     .wait_timeout(q, IDLE_WAIT)
                     .unwrap_or_else(|e| e.into_inner())
                     .0;
+                s.queue.sleepers.fetch_sub(1, Ordering::AcqRel);
             }
+        }
+        let Some(job) = local.pop_front() else {
+            continue;
         };
         let (batch, idx, start) = (job.batch.clone(), job.idx, job.start);
         let is_lane = matches!(job.work, Work::Lane(_));
@@ -913,11 +990,13 @@ fn stripe(
         .collect();
     let mut q = s.queue.jobs.lock().unwrap_or_else(|e| e.into_inner());
     // Lanes go to the front so they run before newer requests, in parallel on idle workers.
+    let added = jobs.len();
     for j in jobs.into_iter().rev() {
         q.push_front(j);
     }
+    s.queue.queued.store(q.len(), Ordering::Release);
     drop(q);
-    s.queue.cv.notify_all();
+    s.queue.wake(added);
 }
 
 /// One lane: peer pointer over its port, falling back to the peer-copy chain for its piece.
