@@ -13,6 +13,9 @@ pub const CONFIG_ENV: &str = "SUNRISE_LINK_CONFIG";
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
 
+/// The largest value `max_sub_batch_size` accepts.
+pub const MAX_SUB_BATCH_LIMIT: u64 = 1 << 22;
+
 /// The transport's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -127,8 +130,12 @@ impl Config {
                     let n = val
                         .as_u64()
                         .ok_or_else(|| format!("{k}: expected an integer, got {val}"))?;
-                    if !(1..=(1u64 << 32)).contains(&n) {
-                        return Err(format!("{k}: {n} is out of range 1..=2^32"));
+                    // Task slots are made at allocation (about 48 bytes each): 2^22 tasks in one
+                    // sub-batch is far beyond any TENT batch and still fits in memory.
+                    if !(1..=MAX_SUB_BATCH_LIMIT).contains(&n) {
+                        return Err(format!(
+                            "{k}: {n} is out of range 1..={MAX_SUB_BATCH_LIMIT}"
+                        ));
                     }
                     c.max_sub_batch_size = n;
                 }
@@ -235,6 +242,8 @@ mod tests {
             r#"{"worker_threads": 0}"#,
             r#"{"worker_threads": 1.5}"#,
             r#"{"port_striping_min_size": 0}"#,
+            r#"{"max_sub_batch_size": 4294967296}"#,
+            r#"{"max_sub_batch_size": 4194305}"#,
             r#"{"async_memcpy_threshold": 18446744073709551615}"#,
             r#"[1]"#,
             r#"{"enable": }"#,
@@ -245,6 +254,12 @@ mod tests {
         assert!(parse(r#"{"worker_threads": 0}"#)
             .unwrap_err()
             .contains("worker_threads"));
+        assert_eq!(
+            parse(r#"{"max_sub_batch_size": 4194304}"#)
+                .unwrap()
+                .max_sub_batch_size,
+            MAX_SUB_BATCH_LIMIT
+        );
     }
 
     #[test]

@@ -281,7 +281,7 @@ fn fuzz_config_parser() {
                 assert!((1..=256).contains(&c.worker_threads), "{text}: {c:?}");
                 assert!(c.port_striping_min_size >= 1, "{text}: {c:?}");
                 assert!(
-                    (1..=1u64 << 32).contains(&c.max_sub_batch_size),
+                    (1..=sunrise_link::config::MAX_SUB_BATCH_LIMIT).contains(&c.max_sub_batch_size),
                     "{text}: {c:?}"
                 );
             }

@@ -704,18 +704,29 @@ pub unsafe extern "C" fn sunrise_link_transfer_submit(
             ));
         }
         let src = std::slice::from_raw_parts(requests, count);
-        let reqs: Vec<Request> = src
-            .iter()
-            .map(|r| Request {
-                opcode: r.opcode,
-                source: r.source as usize as u64,
-                target_id: r.target_id,
-                target_offset: r.target_offset,
-                length: r.length,
-            })
-            .collect();
-        t.submit(sub_batch, &reqs)
+        let convert = |r: &sunrise_link_request_t| Request {
+            opcode: r.opcode,
+            source: r.source as usize as u64,
+            target_id: r.target_id,
+            target_offset: r.target_offset,
+            length: r.length,
+        };
+        // The engine's requests go through a per-thread buffer reused from call to call, so
+        // a submit allocates nothing once the buffer has grown to the batch size.
+        SUBMIT_SCRATCH.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut reqs) => {
+                reqs.clear();
+                reqs.extend(src.iter().map(convert));
+                t.submit(sub_batch, &reqs)
+            }
+            Err(_) => t.submit(sub_batch, &src.iter().map(convert).collect::<Vec<_>>()),
+        })
     })
+}
+
+thread_local! {
+    static SUBMIT_SCRATCH: std::cell::RefCell<Vec<Request>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Writes the status of task `task_id` (one atomic load).

@@ -107,7 +107,10 @@ impl Task {
 
 /// A sub-batch: a fixed-capacity array of tasks.
 pub struct SubBatch {
+    /// At least `limit` tasks (more when a recycled sub-batch is reused for a smaller one).
     tasks: Box<[Task]>,
+    /// The capacity asked for at allocation.
+    limit: usize,
     reserved: AtomicUsize,
     pub progress_token: u64,
 }
@@ -116,9 +119,20 @@ impl SubBatch {
     fn new(max_size: usize, progress_token: u64) -> Self {
         SubBatch {
             tasks: (0..max_size).map(|_| Task::new()).collect(),
+            limit: max_size,
             reserved: AtomicUsize::new(0),
             progress_token,
         }
+    }
+
+    /// Makes a freed sub-batch as good as new for `max_size` tasks (`max_size` ≤ its tasks).
+    fn reset(&mut self, max_size: usize, progress_token: u64) {
+        for t in self.tasks[..self.reserved.load(Ordering::Acquire)].iter_mut() {
+            *t = Task::new();
+        }
+        self.limit = max_size;
+        self.reserved.store(0, Ordering::Release);
+        self.progress_token = progress_token;
     }
 
     /// Number of tasks submitted so far (TENT's `SubBatch::size()`).
@@ -128,12 +142,12 @@ impl SubBatch {
 
     /// The capacity given at allocation.
     pub fn capacity(&self) -> usize {
-        self.tasks.len()
+        self.limit
     }
 
     /// Reserves `n` consecutive task slots; returns the first index.
     pub(crate) fn reserve(&self, n: usize) -> Result<usize> {
-        let cap = self.tasks.len();
+        let cap = self.limit;
         let mut cur = self.reserved.load(Ordering::Acquire);
         loop {
             let next = cur.checked_add(n).filter(|&x| x <= cap).ok_or_else(|| {
@@ -193,10 +207,17 @@ impl Default for Slab {
     }
 }
 
+/// Freed sub-batches kept for reuse, so that TENT's allocate/submit/free cycle per batch
+/// allocates nothing in steady state.
+const SPARE_BATCHES: usize = 64;
+/// Largest sub-batch kept for reuse (tasks).
+const SPARE_MAX_TASKS: usize = 4096;
+
 #[derive(Default)]
 struct SlabInner {
     slots: Vec<Slot>,
     free: Vec<u32>,
+    spare: Vec<Arc<SubBatch>>,
 }
 
 fn split(handle: u64) -> (usize, u32) {
@@ -209,8 +230,28 @@ fn split(handle: u64) -> (usize, u32) {
 impl Slab {
     /// Allocates a sub-batch and returns its handle (never 0).
     pub fn allocate(&self, max_size: usize, progress_token: u64) -> u64 {
-        let b = Arc::new(SubBatch::new(max_size, progress_token));
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        // Reuse a freed sub-batch big enough, but not one more than 4× too big, and only one
+        // that no job or copy refers to any more.
+        let reuse = g.spare.iter().position(|b| {
+            let have = b.tasks.len();
+            have >= max_size
+                && have <= max_size.saturating_mul(4).max(16)
+                && Arc::strong_count(b) == 1
+        });
+        let b = match reuse {
+            Some(i) => {
+                let mut b = g.spare.swap_remove(i);
+                match Arc::get_mut(&mut b) {
+                    Some(m) => {
+                        m.reset(max_size, progress_token);
+                        b
+                    }
+                    None => Arc::new(SubBatch::new(max_size, progress_token)),
+                }
+            }
+            None => Arc::new(SubBatch::new(max_size, progress_token)),
+        };
         let idx = match g.free.pop() {
             Some(i) => i as usize,
             None => {
@@ -248,8 +289,15 @@ impl Slab {
         let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
         match g.slots.get_mut(idx) {
             Some(s) if s.generation == gen && s.batch.is_some() => {
-                s.batch = None;
+                let b = s.batch.take();
                 g.free.push(idx as u32);
+                // Kept for reuse; reused only once no job or copy refers to it any more (a
+                // worker may still hold it for a moment after its last task completed).
+                if let Some(b) = b {
+                    if g.spare.len() < SPARE_BATCHES && b.tasks.len() <= SPARE_MAX_TASKS {
+                        g.spare.push(b);
+                    }
+                }
                 Ok(())
             }
             _ => Err(Error::invalid(format!(
@@ -289,6 +337,50 @@ mod tests {
         let f = other.allocate(4, 9);
         assert!(s.get(f).is_err(), "a handle of another table is foreign");
         assert!(other.get(b).is_err());
+    }
+
+    #[test]
+    fn freed_sub_batches_are_reused_as_new() {
+        let s = Slab::default();
+        let a = s.allocate(8, 1);
+        {
+            let b = s.get(a).unwrap();
+            assert_eq!(b.reserve(3).unwrap(), 0);
+            b.task(0).unwrap().fail("boom".into());
+            b.task(1).unwrap().complete(5);
+        }
+        s.free(a).unwrap();
+        let c = s.allocate(4, 2);
+        assert!(s.get(a).is_err(), "the old handle stays dead");
+        let b = s.get(c).unwrap();
+        assert_eq!(b.progress_token, 2);
+        assert_eq!(
+            b.capacity(),
+            4,
+            "the new limit, not the recycled array's size"
+        );
+        assert_eq!(b.size(), 0);
+        assert_eq!(b.reserve(4).unwrap(), 0);
+        assert_eq!(b.reserve(1).unwrap_err().code, code::TOO_MANY_REQUESTS);
+        for i in 0..4 {
+            let t = b.task(i).unwrap();
+            assert_eq!(t.load(), (status::INITIAL, 0), "task {i} reset");
+            assert!(t.error().is_none(), "task {i} message cleared");
+            assert!(t.claim(), "task {i} claimable again");
+        }
+    }
+
+    #[test]
+    fn a_sub_batch_still_in_use_is_not_reused() {
+        let s = Slab::default();
+        let a = s.allocate(4, 1);
+        let held = s.get(a).unwrap();
+        held.reserve(1).unwrap();
+        s.free(a).unwrap();
+        let c = s.allocate(4, 2);
+        let b = s.get(c).unwrap();
+        assert!(!Arc::ptr_eq(&held, &b), "a job still holds the freed one");
+        assert_eq!(held.size(), 1);
     }
 
     #[test]
