@@ -1,0 +1,269 @@
+//! TENT's `device_plugin_t` (tent/device_plugin.h), byte-compatible, over the Tang runtime.
+//!
+//! The types carry our prefix so this header can be included next to TENT's; the layouts are
+//! identical (`sunrise_link_device_plugin_t` = `device_plugin_t`, 9 pointers, 72 bytes;
+//! `sunrise_link_location_t` = `location_t`, 48 bytes). Class name "cuda": Sunrise uses
+//! CUDA-style location names. Return conventions as TENT's MemoryProber expects: 0 = success
+//! for alloc/free/memcpy_sync/get_device_pci_bus_id (-1 = failure, message in
+//! `sunrise_link_last_error`), query_location returns the number of entries written (0 = not
+//! device memory), get_device_count returns the count (-1 on failure).
+
+use super::set_last_error;
+use crate::engine::transport::on_device;
+use crate::engine::{is_device_location, parse_location, Error};
+use crate::tang::loader::TangLib;
+use crate::tang::{MemcpyKind, Runtime, MEMORY_TYPE_DEVICE};
+use crate::{ffi_status, ffi_value};
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::{Arc, Mutex};
+
+/// `LOCATION_LEN` of TENT's device_plugin.h.
+pub const SUNRISE_LINK_DEVICE_LOCATION_LEN: usize = 32;
+
+/// `location_t` of TENT's device_plugin.h.
+#[repr(C)]
+pub struct sunrise_link_location_t {
+    pub start: *mut c_void,
+    pub length: usize,
+    pub location: [c_char; SUNRISE_LINK_DEVICE_LOCATION_LEN],
+}
+
+/// `device_plugin_t` of TENT's device_plugin.h, field for field.
+#[repr(C)]
+pub struct sunrise_link_device_plugin_t {
+    pub class_name: *const c_char,
+    pub create_plugin: Option<extern "C" fn() -> *mut c_void>,
+    pub destroy_plugin: Option<unsafe extern "C" fn(*mut c_void) -> c_int>,
+    pub alloc:
+        Option<unsafe extern "C" fn(*mut c_void, *mut *mut c_void, usize, *const c_char) -> c_int>,
+    pub free: Option<unsafe extern "C" fn(*mut c_void, *mut c_void, usize) -> c_int>,
+    pub memcpy_sync:
+        Option<unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_void, usize) -> c_int>,
+    pub query_location: Option<
+        unsafe extern "C" fn(
+            *mut c_void,
+            *mut c_void,
+            usize,
+            *mut sunrise_link_location_t,
+            usize,
+        ) -> c_int,
+    >,
+    pub get_device_count: Option<unsafe extern "C" fn(*mut c_void) -> c_int>,
+    pub get_device_pci_bus_id:
+        Option<unsafe extern "C" fn(*mut c_void, c_int, *mut c_char, usize) -> c_int>,
+}
+
+static RUNTIME: Mutex<Option<Arc<TangLib>>> = Mutex::new(None);
+
+struct PluginCtx {
+    rt: Arc<TangLib>,
+}
+
+fn runtime() -> Result<Arc<TangLib>, Error> {
+    let mut g = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(rt) = g.as_ref() {
+        return Ok(rt.clone());
+    }
+    let rt = Arc::new(TangLib::load(None).map_err(|e| Error::new(101, e.to_string()))?);
+    *g = Some(rt.clone());
+    Ok(rt)
+}
+
+/// # Safety
+/// `ctx` is NULL or came from `create_plugin`.
+unsafe fn ctx<'a>(ctx: *mut c_void) -> Result<&'a PluginCtx, Error> {
+    super::non_null(ctx, "plugin context")?;
+    Ok(&*(ctx as *const PluginCtx))
+}
+
+fn status_to_int(rc: i32) -> c_int {
+    if rc == 0 {
+        0
+    } else {
+        -1
+    }
+}
+
+extern "C" fn create_plugin() -> *mut c_void {
+    ffi_value!(std::ptr::null_mut(), {
+        match runtime() {
+            Ok(rt) => Box::into_raw(Box::new(PluginCtx { rt })) as *mut c_void,
+            Err(e) => {
+                set_last_error(&e.msg);
+                std::ptr::null_mut()
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn destroy_plugin(handle: *mut c_void) -> c_int {
+    status_to_int(ffi_status!({
+        if !handle.is_null() {
+            drop(Box::from_raw(handle as *mut PluginCtx));
+        }
+        Ok(())
+    }))
+}
+
+unsafe extern "C" fn alloc(
+    c: *mut c_void,
+    pptr: *mut *mut c_void,
+    size: usize,
+    location: *const c_char,
+) -> c_int {
+    status_to_int(ffi_status!({
+        let c = ctx(c)?;
+        super::non_null(pptr, "pptr")?;
+        let loc = super::opt_str(location, "location")?.unwrap_or("");
+        let (ty, idx) = parse_location(loc);
+        if !is_device_location(ty) || idx < 0 {
+            return Err(Error::invalid(format!(
+                "location {loc:?} is not a Tang device"
+            )));
+        }
+        let rt: &dyn Runtime = c.rt.as_ref();
+        let p = on_device(rt, idx, || rt.malloc(size))?;
+        *pptr = p as usize as *mut c_void;
+        Ok(())
+    }))
+}
+
+fn device_of(rt: &dyn Runtime, p: u64) -> Option<i32> {
+    match rt.pointer_attributes(p) {
+        Ok(a) if a.memory_type == MEMORY_TYPE_DEVICE && a.device >= 0 => Some(a.device),
+        _ => None,
+    }
+}
+
+unsafe extern "C" fn free(c: *mut c_void, ptr: *mut c_void, _size: usize) -> c_int {
+    status_to_int(ffi_status!({
+        let c = ctx(c)?;
+        if ptr.is_null() {
+            return Ok(());
+        }
+        let rt: &dyn Runtime = c.rt.as_ref();
+        let p = ptr as usize as u64;
+        let dev = device_of(rt, p)
+            .ok_or_else(|| Error::invalid(format!("{p:#x} is not Tang device memory")))?;
+        on_device(rt, dev, || rt.free(p))
+    }))
+}
+
+unsafe extern "C" fn memcpy_sync(
+    c: *mut c_void,
+    dst: *mut c_void,
+    src: *mut c_void,
+    length: usize,
+) -> c_int {
+    status_to_int(ffi_status!({
+        let c = ctx(c)?;
+        let rt: &dyn Runtime = c.rt.as_ref();
+        let (d, s) = (dst as usize as u64, src as usize as u64);
+        let (dd, sd) = (device_of(rt, d), device_of(rt, s));
+        let (kind, dev) = match (sd, dd) {
+            (Some(x), Some(y)) if x != y => {
+                return on_device(rt, x, || rt.memcpy_peer(d, y, s, x, length));
+            }
+            (Some(x), Some(_)) => (MemcpyKind::DeviceToDevice, x),
+            (Some(x), None) => (MemcpyKind::DeviceToHost, x),
+            (None, Some(y)) => (MemcpyKind::HostToDevice, y),
+            (None, None) => {
+                return rt
+                    .memcpy(d, s, length, MemcpyKind::HostToHost)
+                    .map_err(|e| Error::runtime(&e, "host-to-host copy"));
+            }
+        };
+        on_device(rt, dev, || rt.memcpy(d, s, length, kind))
+    }))
+}
+
+unsafe extern "C" fn query_location(
+    c: *mut c_void,
+    addr: *mut c_void,
+    size: usize,
+    buf: *mut sunrise_link_location_t,
+    buf_count: usize,
+) -> c_int {
+    ffi_value!(0, {
+        let Ok(c) = ctx(c) else { return 0 };
+        if buf.is_null() || buf_count == 0 {
+            return 0;
+        }
+        let Some(dev) = device_of(c.rt.as_ref(), addr as usize as u64) else {
+            return 0;
+        };
+        let mut loc = [0 as c_char; SUNRISE_LINK_DEVICE_LOCATION_LEN];
+        for (i, b) in format!("cuda:{dev}")
+            .bytes()
+            .take(SUNRISE_LINK_DEVICE_LOCATION_LEN - 1)
+            .enumerate()
+        {
+            loc[i] = b as c_char;
+        }
+        *buf = sunrise_link_location_t {
+            start: addr,
+            length: size,
+            location: loc,
+        };
+        1
+    })
+}
+
+unsafe extern "C" fn get_device_count(c: *mut c_void) -> c_int {
+    ffi_value!(-1, {
+        match ctx(c).and_then(|c| {
+            c.rt.device_count()
+                .map_err(|e| Error::runtime(&e, "counting devices"))
+        }) {
+            Ok(n) => n,
+            Err(e) => {
+                set_last_error(&e.msg);
+                -1
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn get_device_pci_bus_id(
+    c: *mut c_void,
+    idx: c_int,
+    out: *mut c_char,
+    len: usize,
+) -> c_int {
+    status_to_int(ffi_status!({
+        let c = ctx(c)?;
+        let id =
+            c.rt.pci_bus_id(idx)
+                .map_err(|e| Error::runtime(&e, format!("device {idx}")))?;
+        super::write_str(out, len, &id, "pci_bus_id")
+    }))
+}
+
+/// Fills TENT's `device_plugin_t` (declared here as `sunrise_link_device_plugin_t`, same
+/// layout). Returns 0. The runtime is loaded by `create_plugin` through the MC_TANGRT_*
+/// lookup; if that fails `create_plugin` returns NULL and `sunrise_link_last_error` says why.
+///
+/// # Safety
+/// `out` points to a writable `device_plugin_t`.
+#[no_mangle]
+pub unsafe extern "C" fn tent_register_device_plugin(
+    out: *mut sunrise_link_device_plugin_t,
+) -> c_int {
+    status_to_int(ffi_status!({
+        super::non_null(out, "out")?;
+        *out = sunrise_link_device_plugin_t {
+            class_name: CLASS_NAME.as_ptr() as *const c_char,
+            create_plugin: Some(create_plugin),
+            destroy_plugin: Some(destroy_plugin),
+            alloc: Some(alloc),
+            free: Some(free),
+            memcpy_sync: Some(memcpy_sync),
+            query_location: Some(query_location),
+            get_device_count: Some(get_device_count),
+            get_device_pci_bus_id: Some(get_device_pci_bus_id),
+        };
+        Ok(())
+    }))
+}
+
+static CLASS_NAME: &[u8] = b"cuda\0";

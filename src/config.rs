@@ -1,0 +1,272 @@
+//! Typed configuration of the transport: TENT's `transports/sunrise_link` keys plus ours.
+//!
+//! Sources: the JSON text of TENT's `transports/sunrise_link` subtree (from the host at
+//! install), or, when the host passes none, a TOML file named by `SUNRISE_LINK_CONFIG`
+//! (standalone use), or the defaults. Unknown keys are warned about; a wrong type or an
+//! out-of-range value is an error naming the key.
+
+use serde_json::Value;
+
+/// Environment variable naming a TOML config file, used when the host passes no config.
+pub const CONFIG_ENV: &str = "SUNRISE_LINK_CONFIG";
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+
+/// The transport's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `enable` (TENT reads it before creating the transport; kept for completeness).
+    pub enable: bool,
+    /// `async_memcpy_threshold` in bytes; 0 = every copy is synchronous.
+    pub async_memcpy_threshold: u64,
+    /// `enable_port_striping`.
+    pub enable_port_striping: bool,
+    /// `port_striping_min_size` in bytes (upstream: 4 MiB, fixed).
+    pub port_striping_min_size: u64,
+    /// `worker_threads`: copy threads per transport.
+    pub worker_threads: usize,
+    /// `runtime_lib_dir`: directory holding `libtangrt_shared.so` and `libptml_shared.so`;
+    /// overrides the MC_TANGRT_* lookup.
+    pub runtime_lib_dir: Option<String>,
+    /// `max_sub_batch_size`: the largest `max_size` a sub-batch may be allocated with.
+    pub max_sub_batch_size: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            enable: true,
+            async_memcpy_threshold: 0,
+            enable_port_striping: false,
+            port_striping_min_size: 4 * MIB,
+            worker_threads: 4,
+            runtime_lib_dir: None,
+            max_sub_batch_size: 1 << 20,
+        }
+    }
+}
+
+/// Parses a size: a plain non-negative integer counts in `plain_unit` bytes; a string is a
+/// number with an optional unit B, KiB, MiB, GiB (also K/KB, M/MB, G/GB, all binary).
+pub fn parse_size(key: &str, v: &Value, plain_unit: u64) -> Result<u64, String> {
+    let overflow = || format!("{key}: value too large");
+    match v {
+        Value::Number(n) => {
+            let Some(u) = n.as_u64() else {
+                return Err(format!(
+                    "{key}: expected a non-negative integer or a size string, got {n}"
+                ));
+            };
+            u.checked_mul(plain_unit).ok_or_else(overflow)
+        }
+        Value::String(s) => {
+            let t = s.trim();
+            let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let (num, unit) = t.split_at(split);
+            let n: u64 = num
+                .parse()
+                .map_err(|_| format!("{key}: cannot parse size {s:?}"))?;
+            let mult = match unit.trim().to_ascii_lowercase().as_str() {
+                "" => plain_unit,
+                "b" => 1,
+                "k" | "kb" | "kib" => KIB,
+                "m" | "mb" | "mib" => MIB,
+                "g" | "gb" | "gib" => 1024 * MIB,
+                other => return Err(format!("{key}: unknown size unit {other:?} in {s:?}")),
+            };
+            n.checked_mul(mult).ok_or_else(overflow)
+        }
+        other => Err(format!("{key}: expected a size, got {other}")),
+    }
+}
+
+fn as_bool(key: &str, v: &Value) -> Result<bool, String> {
+    v.as_bool()
+        .ok_or_else(|| format!("{key}: expected true or false, got {v}"))
+}
+
+impl Config {
+    /// Builds a config from a JSON object (TENT's subtree). `warn` receives one message per
+    /// unknown key.
+    pub fn from_value(v: &Value, warn: &mut dyn FnMut(String)) -> Result<Config, String> {
+        let mut c = Config::default();
+        let obj = match v {
+            Value::Null => return Ok(c),
+            Value::Object(o) => o,
+            other => return Err(format!("config: expected an object, got {other}")),
+        };
+        for (k, val) in obj {
+            match k.as_str() {
+                "enable" => c.enable = as_bool(k, val)?,
+                // Plain numbers are KiB, as upstream's code reads them (its docs say MiB).
+                "async_memcpy_threshold" => c.async_memcpy_threshold = parse_size(k, val, KIB)?,
+                "enable_port_striping" => c.enable_port_striping = as_bool(k, val)?,
+                "port_striping_min_size" => {
+                    c.port_striping_min_size = parse_size(k, val, 1)?;
+                    if c.port_striping_min_size == 0 {
+                        return Err(format!("{k}: must be at least 1 byte"));
+                    }
+                }
+                "worker_threads" => {
+                    let n = val
+                        .as_u64()
+                        .ok_or_else(|| format!("{k}: expected an integer, got {val}"))?;
+                    if !(1..=256).contains(&n) {
+                        return Err(format!("{k}: {n} is out of range 1..=256"));
+                    }
+                    c.worker_threads = n as usize;
+                }
+                "runtime_lib_dir" => {
+                    let s = val
+                        .as_str()
+                        .ok_or_else(|| format!("{k}: expected a string, got {val}"))?;
+                    c.runtime_lib_dir = (!s.is_empty()).then(|| s.to_string());
+                }
+                "max_sub_batch_size" => {
+                    let n = val
+                        .as_u64()
+                        .ok_or_else(|| format!("{k}: expected an integer, got {val}"))?;
+                    if !(1..=(1u64 << 32)).contains(&n) {
+                        return Err(format!("{k}: {n} is out of range 1..=2^32"));
+                    }
+                    c.max_sub_batch_size = n;
+                }
+                other => warn(format!("config: unknown key {other:?} ignored")),
+            }
+        }
+        Ok(c)
+    }
+
+    /// Parses the JSON text of TENT's subtree.
+    pub fn from_json(text: &str, warn: &mut dyn FnMut(String)) -> Result<Config, String> {
+        let v: Value =
+            serde_json::from_str(text).map_err(|e| format!("config: invalid JSON: {e}"))?;
+        Config::from_value(&v, warn)
+    }
+
+    /// Parses TOML text (keys at the top level, or under `[transports.sunrise_link]`).
+    pub fn from_toml(text: &str, warn: &mut dyn FnMut(String)) -> Result<Config, String> {
+        let t: toml::Value =
+            toml::from_str(text).map_err(|e| format!("config: invalid TOML: {e}"))?;
+        let mut v = serde_json::to_value(t).map_err(|e| format!("config: {e}"))?;
+        if let Some(sub) = v.pointer("/transports/sunrise_link") {
+            v = sub.clone();
+        }
+        Config::from_value(&v, warn)
+    }
+
+    /// The host's JSON when given, else the TOML file named by `SUNRISE_LINK_CONFIG`, else
+    /// the defaults.
+    pub fn load(json: Option<&str>, warn: &mut dyn FnMut(String)) -> Result<Config, String> {
+        if let Some(j) = json {
+            return Config::from_json(j, warn);
+        }
+        match std::env::var(CONFIG_ENV) {
+            Ok(path) if !path.is_empty() => {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("config: cannot read {path} ({CONFIG_ENV}): {e}"))?;
+                Config::from_toml(&text, warn)
+            }
+            _ => Ok(Config::default()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(j: &str) -> Result<Config, String> {
+        Config::from_json(j, &mut |_| {})
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("{}").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.async_memcpy_threshold, 0);
+        assert!(!c.enable_port_striping);
+        assert_eq!(c.port_striping_min_size, 4 << 20);
+    }
+
+    #[test]
+    fn threshold_plain_number_is_kib_and_units_are_accepted() {
+        assert_eq!(
+            parse(r#"{"async_memcpy_threshold": 4}"#)
+                .unwrap()
+                .async_memcpy_threshold,
+            4096
+        );
+        assert_eq!(
+            parse(r#"{"async_memcpy_threshold": "4MiB"}"#)
+                .unwrap()
+                .async_memcpy_threshold,
+            4 << 20
+        );
+        assert_eq!(
+            parse(r#"{"async_memcpy_threshold": "64 KiB"}"#)
+                .unwrap()
+                .async_memcpy_threshold,
+            64 << 10
+        );
+        assert_eq!(
+            parse(r#"{"async_memcpy_threshold": "512B"}"#)
+                .unwrap()
+                .async_memcpy_threshold,
+            512
+        );
+        // Upstream's int multiply overflowed above 2,097,151; we do not.
+        assert_eq!(
+            parse(r#"{"async_memcpy_threshold": 3000000}"#)
+                .unwrap()
+                .async_memcpy_threshold,
+            3_000_000 * 1024
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_ranges_are_rejected_with_the_key() {
+        for bad in [
+            r#"{"async_memcpy_threshold": -1}"#,
+            r#"{"async_memcpy_threshold": "4 parsecs"}"#,
+            r#"{"async_memcpy_threshold": true}"#,
+            r#"{"enable_port_striping": "yes"}"#,
+            r#"{"worker_threads": 0}"#,
+            r#"{"worker_threads": 1.5}"#,
+            r#"{"port_striping_min_size": 0}"#,
+            r#"{"async_memcpy_threshold": 18446744073709551615}"#,
+            r#"[1]"#,
+            r#"{"enable": }"#,
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(e.contains(':'), "{bad}: {e}");
+        }
+        assert!(parse(r#"{"worker_threads": 0}"#)
+            .unwrap_err()
+            .contains("worker_threads"));
+    }
+
+    #[test]
+    fn unknown_keys_warn() {
+        let mut w = Vec::new();
+        let c = Config::from_json(r#"{"enable": true, "bogus": 1}"#, &mut |m| w.push(m)).unwrap();
+        assert!(c.enable);
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("bogus"));
+    }
+
+    #[test]
+    fn toml_file_form() {
+        let c = Config::from_toml(
+            "[transports.sunrise_link]\nenable_port_striping = true\nasync_memcpy_threshold = \"1MiB\"\nworker_threads = 2\n",
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(c.enable_port_striping);
+        assert_eq!(c.async_memcpy_threshold, 1 << 20);
+        assert_eq!(c.worker_threads, 2);
+        let flat = Config::from_toml("runtime_lib_dir = \"/x\"\n", &mut |_| {}).unwrap();
+        assert_eq!(flat.runtime_lib_dir.as_deref(), Some("/x"));
+    }
+}

@@ -1,0 +1,295 @@
+//! The remote IPC cache of one transport instance.
+//!
+//! Entries are keyed by segment, then by remote base address, and each remembers the 64
+//! handle bytes it was opened from: a lookup that returns a different handle at the same base
+//! (the peer re-registered) opens the new one and retires the old mapping, which is closed
+//! (`tangIpcCloseMemHandle`) once the last copy using it finishes. The host is asked only on
+//! a miss or a refresh, never per request.
+
+use super::exec::DeviceCache;
+use super::{code, is_device_location, parse_location, Error, Host, RemoteBuffer, Result};
+use crate::tang::{
+    parse_ipc_handle, IpcHandle, Runtime, IPC_LAZY_ENABLE_PEER_ACCESS, MEMORY_TYPE_DEVICE,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// One opened remote buffer.
+pub struct Mapping {
+    pub segment: u64,
+    pub base: u64,
+    pub length: u64,
+    pub handle: IpcHandle,
+    /// The local address the handle was opened at.
+    pub ptr: u64,
+    /// The local device ordinal that owns the memory.
+    pub device: i32,
+    rt: Arc<dyn Runtime>,
+}
+
+impl Mapping {
+    /// The local address for remote address `addr` (inside this buffer).
+    pub fn translate(&self, addr: u64) -> u64 {
+        self.ptr + (addr - self.base)
+    }
+
+    fn contains(&self, addr: u64, len: u64) -> bool {
+        addr >= self.base
+            && addr
+                .checked_add(len)
+                .is_some_and(|e| e <= self.base + self.length)
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if let Err(e) = self.rt.ipc_close(self.ptr) {
+            log::warn!(
+                "closing IPC mapping of segment {} base {:#x}: {e}",
+                self.segment,
+                self.base
+            );
+        }
+    }
+}
+
+type SegMap = BTreeMap<u64, Arc<Mapping>>;
+
+/// The cache.
+pub struct RemoteCache {
+    map: RwLock<HashMap<u64, SegMap>>,
+    open_lock: Mutex<()>,
+}
+
+struct Resolved {
+    buf: RemoteBuffer,
+    handle: IpcHandle,
+    device: i32,
+}
+
+impl Default for RemoteCache {
+    fn default() -> Self {
+        RemoteCache {
+            map: RwLock::new(HashMap::new()),
+            open_lock: Mutex::new(()),
+        }
+    }
+}
+
+impl RemoteCache {
+    fn find(&self, seg: u64, addr: u64, len: u64) -> Option<Arc<Mapping>> {
+        let m = self.map.read().unwrap_or_else(|e| e.into_inner());
+        let s = m.get(&seg)?;
+        s.range(..=addr)
+            .next_back()
+            .filter(|(_, mp)| mp.contains(addr, len))
+            .map(|(_, mp)| mp.clone())
+    }
+
+    /// Drops every mapping of `seg` (closed when no copy uses them any more).
+    pub fn invalidate_segment(&self, seg: u64) -> usize {
+        let removed = self
+            .map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&seg);
+        removed.map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Drops one mapping if it is still the cached one.
+    pub fn invalidate(&self, m: &Mapping) {
+        let mut g = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = g.get_mut(&m.segment) {
+            if s.get(&m.base).is_some_and(|c| c.ptr == m.ptr) {
+                s.remove(&m.base);
+            }
+        }
+    }
+
+    /// Drops everything.
+    pub fn clear(&self) {
+        self.map.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Number of cached mappings.
+    pub fn len(&self) -> usize {
+        let g = self.map.read().unwrap_or_else(|e| e.into_inner());
+        g.values().map(|s| s.len()).sum()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn ask(
+        &self,
+        host: &dyn Host,
+        device_count: i32,
+        seg: u64,
+        addr: u64,
+        len: u64,
+        refresh: bool,
+    ) -> std::result::Result<Resolved, (bool, Error)> {
+        let buf = host
+            .lookup_remote_buffer(seg, addr, len, refresh)
+            .map_err(|e| {
+                let retry = e.code == code::NEEDS_REFRESH_CACHE
+                    || e.code == code::ADDRESS_NOT_REGISTERED
+                    || e.code == code::INVALID_ENTRY;
+                (
+                    retry,
+                    Error::new(
+                        code::ADDRESS_NOT_REGISTERED,
+                        format!(
+                            "segment {seg}: no registered buffer holds [{addr:#x}, +{len}): {}",
+                            e.msg
+                        ),
+                    ),
+                )
+            })?;
+        if let Some(local) = host.local_machine_id().filter(|s| !s.is_empty()) {
+            if !buf.machine_id.is_empty() && buf.machine_id != local {
+                return Err((
+                    false,
+                    Error::invalid(format!(
+                        "segment {seg}: buffer {:#x} is on machine {:?}, this is {:?}; \
+                         sunrise_link copies only within one machine",
+                        buf.base, buf.machine_id, local
+                    )),
+                ));
+            }
+        }
+        let inside = addr >= buf.base
+            && addr
+                .checked_add(len)
+                .zip(buf.base.checked_add(buf.length))
+                .is_some_and(|(e, be)| e <= be);
+        if !inside {
+            return Err((
+                true,
+                Error::new(
+                    code::ADDRESS_NOT_REGISTERED,
+                    format!(
+                        "segment {seg}: [{addr:#x}, +{len}) is not inside buffer [{:#x}, +{})",
+                        buf.base, buf.length
+                    ),
+                ),
+            ));
+        }
+        let (ty, idx) = parse_location(&buf.location);
+        if !is_device_location(ty) {
+            return Err((
+                false,
+                Error::invalid(format!(
+                    "segment {seg}: buffer {:#x} at location {:?} is not Tang device memory; \
+                     host buffers are not reachable over sunrise_link",
+                    buf.base, buf.location
+                )),
+            ));
+        }
+        if idx < 0 || idx >= device_count {
+            return Err((
+                false,
+                Error::new(
+                    code::DEVICE_NOT_FOUND,
+                    format!(
+                        "segment {seg}: buffer {:#x} is on {:?}, but this process sees {} devices",
+                        buf.base, buf.location, device_count
+                    ),
+                ),
+            ));
+        }
+        let handle = parse_ipc_handle(&buf.shm_path).map_err(|m| {
+            (
+                true,
+                Error::new(
+                    code::INVALID_ENTRY,
+                    format!("segment {seg}: buffer {:#x}: {m}", buf.base),
+                ),
+            )
+        })?;
+        Ok(Resolved {
+            buf,
+            handle,
+            device: idx,
+        })
+    }
+
+    /// Returns the mapping holding `[addr, addr + len)` of segment `seg`, opening it if
+    /// needed. With `refresh` the cache is bypassed and the host refreshes its copy.
+    #[allow(clippy::too_many_arguments)]
+    pub fn resolve(
+        &self,
+        rt: &Arc<dyn Runtime>,
+        host: &dyn Host,
+        devices: &mut DeviceCache,
+        device_count: i32,
+        seg: u64,
+        addr: u64,
+        len: u64,
+        refresh: bool,
+    ) -> Result<Arc<Mapping>> {
+        if !refresh {
+            if let Some(m) = self.find(seg, addr, len) {
+                return Ok(m);
+            }
+        }
+        let r = match self.ask(host, device_count, seg, addr, len, refresh) {
+            Ok(r) => r,
+            Err((true, _)) if !refresh => self
+                .ask(host, device_count, seg, addr, len, true)
+                .map_err(|(_, e)| e)?,
+            Err((_, e)) => return Err(e),
+        };
+        let _g = self.open_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = self.find(seg, addr, len) {
+            if m.handle == r.handle && m.base == r.buf.base {
+                return Ok(m);
+            }
+        }
+        devices.ensure(rt.as_ref(), r.device)?;
+        let ptr = rt
+            .ipc_open(&r.handle, IPC_LAZY_ENABLE_PEER_ACCESS)
+            .map_err(|e| {
+                Error::runtime(
+                    &e,
+                    format!(
+                        "opening the IPC handle of segment {seg} buffer {:#x} on device {}",
+                        r.buf.base, r.device
+                    ),
+                )
+            })?;
+        // The opened memory's owner as this process numbers devices (slow path only).
+        let device = match rt.pointer_attributes(ptr) {
+            Ok(a) if a.memory_type == MEMORY_TYPE_DEVICE && a.device >= 0 => a.device,
+            _ => r.device,
+        };
+        let m = Arc::new(Mapping {
+            segment: seg,
+            base: r.buf.base,
+            length: r.buf.length,
+            handle: r.handle,
+            ptr,
+            device,
+            rt: rt.clone(),
+        });
+        let mut g = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let s = g.entry(seg).or_default();
+        let end = r.buf.base.saturating_add(r.buf.length);
+        let stale: Vec<u64> = s
+            .range(..end)
+            .rev()
+            .take_while(|(_, o)| {
+                o.base.saturating_add(o.length) > r.buf.base || o.base >= r.buf.base
+            })
+            .filter(|(_, o)| o.base.saturating_add(o.length) > r.buf.base)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in stale {
+            s.remove(&k);
+        }
+        s.insert(m.base, m.clone());
+        Ok(m)
+    }
+}

@@ -1,0 +1,680 @@
+//! The transport: install/uninstall, sub-batches, submit/status/cancel, buffer registration.
+
+use super::batch::Slab;
+use super::exec::{Ctx, Job, Pool};
+use super::registry::Region;
+use super::stats::Snapshot;
+use super::topology::Topology;
+use super::{code, is_device_location, parse_location, Error, Host, Request, Result};
+use crate::config::Config;
+use crate::tang::loader::TangLib;
+use crate::tang::{hex_upper, RtResult, Runtime, MEMORY_TYPE_DEVICE};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+/// Where the runtime comes from at install.
+pub enum RuntimeSource {
+    /// Load the libraries (config `runtime_lib_dir`, else the MC_TANGRT_* lookup).
+    Load,
+    /// Use this runtime (tests).
+    Given(Arc<dyn Runtime>),
+}
+
+struct Installed {
+    ctx: Arc<Ctx>,
+    pool: Pool,
+}
+
+/// One transport instance.
+pub struct Transport {
+    host: Arc<dyn Host>,
+    source: RuntimeSource,
+    installed: RwLock<Option<Arc<Installed>>>,
+    slab: Slab,
+}
+
+/// Runs `f` with `dev` current on the calling thread, restoring the caller's device.
+pub fn on_device<T>(rt: &dyn Runtime, dev: i32, f: impl FnOnce() -> RtResult<T>) -> Result<T> {
+    let saved = rt.get_device().ok();
+    if saved != Some(dev) {
+        rt.set_device(dev)
+            .map_err(|e| Error::runtime(&e, format!("making device {dev} current")))?;
+    }
+    let r = f();
+    if let Some(s) = saved.filter(|&s| s != dev && s >= 0) {
+        if let Err(e) = rt.set_device(s) {
+            log::warn!("restoring the caller's device {s}: {e}");
+        }
+    }
+    r.map_err(|e| Error::runtime(&e, format!("on device {dev}")))
+}
+
+impl Transport {
+    /// A transport that is not installed yet.
+    pub fn new(host: Arc<dyn Host>, source: RuntimeSource) -> Transport {
+        Transport {
+            host,
+            source,
+            installed: RwLock::new(None),
+            slab: Slab::default(),
+        }
+    }
+
+    fn state(&self) -> Result<Arc<Installed>> {
+        self.installed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(|| Error::invalid("transport is not installed"))
+    }
+
+    /// Loads the runtime, checks devices, detects topology, starts the workers.
+    pub fn install(&self, config_json: Option<&str>) -> Result<()> {
+        let mut slot = self.installed.write().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
+            return Err(Error::invalid("transport is already installed"));
+        }
+        let cfg = Config::load(config_json, &mut |m| log::warn!("{m}")).map_err(Error::invalid)?;
+        if !cfg.enable {
+            log::info!("transports/sunrise_link/enable is false; installing anyway on request");
+        }
+        let rt: Arc<dyn Runtime> = match &self.source {
+            RuntimeSource::Given(rt) => rt.clone(),
+            RuntimeSource::Load => Arc::new(
+                TangLib::load(cfg.runtime_lib_dir.as_deref())
+                    .map_err(|e| Error::new(code::RUNTIME_ERROR, e.to_string()))?,
+            ),
+        };
+        let device_count = rt
+            .device_count()
+            .map_err(|e| Error::runtime(&e, "counting Tang devices"))?;
+        if device_count <= 0 {
+            return Err(Error::new(
+                code::DEVICE_NOT_FOUND,
+                "no Tang devices (tangGetDeviceCount reported 0)",
+            ));
+        }
+        let topo = Topology::detect(rt.as_ref(), device_count);
+        log::info!(
+            "sunrise_link installed: {device_count} devices, {} linked device pairs, {} workers",
+            topo.links(),
+            cfg.worker_threads
+        );
+        let ctx = Arc::new(Ctx::new(rt, self.host.clone(), cfg, device_count, topo));
+        let pool = Pool::start(ctx.clone())?;
+        *slot = Some(Arc::new(Installed { ctx, pool }));
+        Ok(())
+    }
+
+    /// Stops the workers, closes every IPC mapping and stream, unloads the runtime.
+    pub fn uninstall(&self) -> Result<()> {
+        let taken = self
+            .installed
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some(inst) = taken else {
+            return Ok(());
+        };
+        // Other threads may still hold the Arc for a moment (a submit in progress); the pool
+        // shuts down when the last reference goes, and mappings close before the runtime.
+        match Arc::try_unwrap(inst) {
+            Ok(mut i) => {
+                i.pool.shutdown();
+                i.ctx.remote.clear();
+            }
+            Err(shared) => shared.ctx.remote.clear(),
+        }
+        Ok(())
+    }
+
+    /// Whether install succeeded and uninstall has not run.
+    pub fn is_installed(&self) -> bool {
+        self.installed
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Allocates a sub-batch of capacity `max_size`.
+    pub fn allocate(&self, max_size: u64, progress_token: u64) -> Result<u64> {
+        let limit = match self.state() {
+            Ok(s) => s.ctx.cfg.max_sub_batch_size,
+            Err(_) => Config::default().max_sub_batch_size,
+        };
+        if max_size == 0 || max_size > limit {
+            return Err(Error::invalid(format!(
+                "sub-batch size {max_size} out of range 1..={limit}"
+            )));
+        }
+        Ok(self.slab.allocate(max_size as usize, progress_token))
+    }
+
+    /// Frees a sub-batch. Tasks still running finish on their own; their status can no longer
+    /// be read.
+    pub fn free(&self, handle: u64) -> Result<()> {
+        self.slab.free(handle)
+    }
+
+    /// Number of tasks submitted to a sub-batch.
+    pub fn size(&self, handle: u64) -> Result<u64> {
+        Ok(self.slab.get(handle)?.size() as u64)
+    }
+
+    /// Appends one task per request, in order, and queues them. Fails only for an invalid
+    /// sub-batch, an uninstalled transport or a capacity overflow; a request that cannot be
+    /// carried out becomes a FAILED task with a message.
+    pub fn submit(&self, handle: u64, reqs: &[Request]) -> Result<()> {
+        let batch = self.slab.get(handle)?;
+        let inst = self.state()?;
+        let first = batch.reserve(reqs.len())?;
+        let now = Instant::now();
+        for i in 0..reqs.len() {
+            batch.slot(first + i).set_pending();
+        }
+        inst.pool.push(
+            reqs.iter()
+                .enumerate()
+                .map(|(i, r)| Job::request(batch.clone(), first + i, *r, now)),
+        );
+        Ok(())
+    }
+
+    /// `(status, transferred bytes)` of one task: one atomic load once the handle is checked.
+    pub fn status(&self, handle: u64, task: u64) -> Result<(u8, u64)> {
+        Ok(self.slab.get(handle)?.task(task)?.load())
+    }
+
+    /// Cancels a task that has not started; returns whether it was cancelled (a task that
+    /// already reached the device runs to completion).
+    pub fn cancel(&self, handle: u64, task: u64) -> Result<bool> {
+        let b = self.slab.get(handle)?;
+        let cancelled = b.task(task)?.cancel();
+        if cancelled {
+            self.host.notify_progress(b.progress_token);
+        }
+        Ok(cancelled)
+    }
+
+    /// The failure message of a task, if it failed.
+    pub fn task_error(&self, handle: u64, task: u64) -> Result<Option<String>> {
+        Ok(self
+            .slab
+            .get(handle)?
+            .task(task)?
+            .error()
+            .map(str::to_string))
+    }
+
+    /// Registers local memory. Device memory (`cuda:N`/`npu:N`) gets an IPC handle, returned
+    /// as the 128 uppercase hex characters TENT stores in `shm_path`; host memory (`cpu:N`,
+    /// `*`) is recorded for local copies and returns an empty string (not reachable by peers).
+    pub fn add_buffer(&self, addr: u64, length: u64, location: &str) -> Result<String> {
+        let inst = self.state()?;
+        let ctx = &inst.ctx;
+        if addr == 0 || length == 0 || addr.checked_add(length).is_none() {
+            return Err(Error::invalid(format!(
+                "invalid buffer [{addr:#x}, +{length})"
+            )));
+        }
+        let (ty, mut idx) = parse_location(location);
+        let rt = ctx.rt.as_ref();
+        if is_device_location(ty) {
+            if idx < 0 {
+                idx = match rt.pointer_attributes(addr) {
+                    Ok(a) if a.memory_type == MEMORY_TYPE_DEVICE => a.device,
+                    _ => -1,
+                };
+            }
+            if idx < 0 || idx >= ctx.device_count {
+                return Err(Error::new(
+                    code::DEVICE_NOT_FOUND,
+                    format!(
+                        "buffer {addr:#x} at {location:?}: no such device (this process sees {})",
+                        ctx.device_count
+                    ),
+                ));
+            }
+            let handle = on_device(rt, idx, || rt.ipc_get_handle(addr)).map_err(|e| {
+                Error::new(
+                    e.code,
+                    format!(
+                        "tangIpcGetMemHandle for buffer {addr:#x} ({location}): {}",
+                        e.msg
+                    ),
+                )
+            })?;
+            let shm_path = hex_upper(&handle);
+            ctx.registry.add(Region {
+                base: addr,
+                length,
+                location: location.to_string(),
+                device: idx,
+                shm_path: shm_path.clone(),
+            });
+            Ok(shm_path)
+        } else if ty == "cpu" || ty == "*" {
+            ctx.registry.add(Region {
+                base: addr,
+                length,
+                location: location.to_string(),
+                device: -1,
+                shm_path: String::new(),
+            });
+            Ok(String::new())
+        } else {
+            Err(Error::invalid(format!(
+                "buffer {addr:#x}: location type {ty:?} is not handled by sunrise_link"
+            )))
+        }
+    }
+
+    /// Unregisters local memory registered at `addr`.
+    pub fn remove_buffer(&self, addr: u64) -> Result<()> {
+        let inst = self.state()?;
+        inst.ctx.registry.remove(addr).map(|_| ()).ok_or_else(|| {
+            Error::new(
+                code::ADDRESS_NOT_REGISTERED,
+                format!("no buffer registered at {addr:#x}"),
+            )
+        })
+    }
+
+    /// Drops (and closes once unused) every cached IPC mapping of a remote segment; the next
+    /// request to it asks the host again.
+    pub fn invalidate_segment(&self, segment: u64) -> Result<usize> {
+        Ok(self.state()?.ctx.remote.invalidate_segment(segment))
+    }
+
+    /// A copy of the counters.
+    pub fn stats(&self) -> Result<Snapshot> {
+        Ok(self.state()?.ctx.stats.snapshot())
+    }
+
+    /// Number of devices seen at install.
+    pub fn device_count(&self) -> Result<i32> {
+        Ok(self.state()?.ctx.device_count)
+    }
+
+    /// Number of cached remote mappings.
+    pub fn remote_mappings(&self) -> Result<usize> {
+        Ok(self.state()?.ctx.remote.len())
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        let _ = self.uninstall();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::fake::Fake;
+    use crate::engine::{status, RemoteBuffer, OP_READ, OP_WRITE};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    #[derive(Default)]
+    struct TestHost {
+        remote: Mutex<Vec<RemoteBuffer>>,
+        lookups: AtomicU64,
+        refreshes: AtomicU64,
+        notified: AtomicU64,
+        machine: Option<String>,
+    }
+
+    impl Host for TestHost {
+        fn lookup_remote_buffer(
+            &self,
+            _s: u64,
+            addr: u64,
+            len: u64,
+            refresh: bool,
+        ) -> Result<RemoteBuffer> {
+            self.lookups.fetch_add(1, Ordering::SeqCst);
+            if refresh {
+                self.refreshes.fetch_add(1, Ordering::SeqCst);
+            }
+            self.remote
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|b| b.base <= addr && addr + len <= b.base + b.length)
+                .cloned()
+                .ok_or_else(|| Error::new(code::NEEDS_REFRESH_CACHE, "not found"))
+        }
+        fn notify_progress(&self, _t: u64) {
+            self.notified.fetch_add(1, Ordering::SeqCst);
+        }
+        fn local_machine_id(&self) -> Option<String> {
+            self.machine.clone()
+        }
+    }
+
+    fn setup(fake: Fake, cfg: &str) -> (Arc<Fake>, Arc<TestHost>, Transport) {
+        let fake = Arc::new(fake);
+        let host = Arc::new(TestHost {
+            machine: Some("m1".into()),
+            ..Default::default()
+        });
+        let t = Transport::new(host.clone(), RuntimeSource::Given(fake.clone()));
+        t.install(Some(cfg)).unwrap();
+        (fake, host, t)
+    }
+
+    fn wait(t: &Transport, h: u64, id: u64) -> (u8, u64) {
+        for _ in 0..5000 {
+            let s = t.status(h, id).unwrap();
+            if s.0 != status::PENDING && s.0 != status::INITIAL {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("task {id} did not finish");
+    }
+
+    fn req(op: u32, source: u64, target_id: u64, target_offset: u64, length: u64) -> Request {
+        Request {
+            opcode: op,
+            source,
+            target_id,
+            target_offset,
+            length,
+        }
+    }
+
+    #[test]
+    fn same_device_and_host_paths_copy_bytes() {
+        let (fake, host, t) = setup(Fake::new(2), "{}");
+        let a = fake.alloc(0, 4096, 0x11);
+        let b = fake.alloc(0, 4096, 0x00);
+        t.add_buffer(a, 4096, "cuda:0").unwrap();
+        t.add_buffer(b, 4096, "cuda:0").unwrap();
+        let h = t.allocate(8, 42).unwrap();
+        t.submit(h, &[req(OP_WRITE, a, 0, b, 4096)]).unwrap();
+        assert_eq!(wait(&t, h, 0), (status::COMPLETED, 4096));
+        assert_eq!(fake.read(b, 4096), vec![0x11; 4096]);
+        // host -> device and device -> host
+        let mut host_buf = vec![0x5au8; 1000];
+        let hp = host_buf.as_mut_ptr() as u64;
+        t.add_buffer(hp, 1000, "cpu:0").unwrap();
+        t.submit(h, &[req(OP_WRITE, hp, 0, b + 8, 1000)]).unwrap();
+        assert_eq!(wait(&t, h, 1).0, status::COMPLETED);
+        assert_eq!(fake.read(b + 8, 1000), vec![0x5a; 1000]);
+        t.submit(h, &[req(OP_READ, hp, 0, a, 1000)]).unwrap();
+        assert_eq!(wait(&t, h, 2).0, status::COMPLETED);
+        assert!(host_buf.iter().all(|&x| x == 0x11));
+        assert!(host.notified.load(Ordering::SeqCst) >= 3);
+        let st = t.stats().unwrap();
+        assert_eq!(st.paths[0].0, 1);
+        assert_eq!(st.paths[5].0, 1);
+        assert_eq!(st.paths[6].0, 1);
+    }
+
+    #[test]
+    fn peer_fallbacks_and_striping() {
+        let mut f = Fake::new(4);
+        f.links = vec![(0, 1, vec![2, 3, 5]), (1, 0, vec![2])];
+        let (fake, _h, t) = setup(
+            f,
+            r#"{"enable_port_striping": true, "port_striping_min_size": "8KiB"}"#,
+        );
+        let a = fake.alloc(0, 64 << 10, 0x21);
+        let b = fake.alloc(1, 64 << 10, 0);
+        t.add_buffer(a, 64 << 10, "cuda:0").unwrap();
+        t.add_buffer(b, 64 << 10, "cuda:1").unwrap();
+        let h = t.allocate(16, 0).unwrap();
+        // small: tangMemcpyPeer
+        t.submit(h, &[req(OP_WRITE, a, 0, b, 4096)]).unwrap();
+        assert_eq!(wait(&t, h, 0).0, status::COMPLETED);
+        // striped over three ports
+        t.submit(h, &[req(OP_WRITE, a, 0, b, 60 << 10)]).unwrap();
+        assert_eq!(wait(&t, h, 1), (status::COMPLETED, 60 << 10));
+        assert_eq!(fake.read(b, 60 << 10), vec![0x21; 60 << 10]);
+        assert_eq!(fake.calls("tangDeviceGetPeerPointer"), 3);
+        // forced fallback to v2, then to the peer pointer
+        fake.fail("tangMemcpyPeer");
+        let c = fake.alloc(1, 4096, 0);
+        t.add_buffer(c, 4096, "cuda:1").unwrap();
+        t.submit(h, &[req(OP_READ, c, 0, a, 4096)]).unwrap();
+        assert_eq!(wait(&t, h, 2).0, status::COMPLETED);
+        assert_eq!(fake.read(c, 4096), vec![0x21; 4096]);
+        fake.fail("tangMemcpyPeer_v2");
+        let d = fake.alloc(0, 4096, 0x77);
+        t.add_buffer(d, 4096, "cuda:0").unwrap();
+        t.submit(h, &[req(OP_WRITE, d, 0, c, 4096)]).unwrap();
+        assert_eq!(wait(&t, h, 3).0, status::COMPLETED);
+        assert_eq!(fake.read(c, 4096), vec![0x77; 4096]);
+        let st = t.stats().unwrap();
+        assert_eq!(st.paths[1].0, 1, "peer");
+        assert_eq!(st.paths[2].0, 1, "peer v2");
+        assert_eq!(st.paths[3].0, 1, "peer pointer");
+        assert_eq!(st.paths[4].0, 1, "striped");
+        // every path broken: FAILED task with a message, submit still OK
+        fake.fail("tangDeviceGetPeerPointer");
+        t.submit(h, &[req(OP_WRITE, d, 0, c, 4096)]).unwrap();
+        assert_eq!(wait(&t, h, 4).0, status::FAILED);
+        let m = t.task_error(h, 4).unwrap().unwrap();
+        assert!(
+            m.contains("tangMemcpyPeer_v2") && m.contains("port 2"),
+            "{m}"
+        );
+    }
+
+    #[test]
+    fn ipc_remote_reads_writes_and_reregistration() {
+        let (fake, host, t) = setup(Fake::new(2), "{}");
+        // The "remote" buffer lives in the fake too; its handle is exported by registration.
+        let remote = fake.alloc(1, 8192, 0x33);
+        let shm = t.add_buffer(remote, 8192, "cuda:1").unwrap();
+        assert_eq!(shm.len(), 128);
+        host.remote.lock().unwrap().push(RemoteBuffer {
+            base: 0x10_0000,
+            length: 8192,
+            location: "cuda:1".into(),
+            shm_path: shm,
+            machine_id: "m1".into(),
+        });
+        let local = fake.alloc(0, 8192, 0);
+        t.add_buffer(local, 8192, "cuda:0").unwrap();
+        let h = t.allocate(8, 0).unwrap();
+        t.submit(h, &[req(OP_READ, local, 5, 0x10_0000 + 100, 4000)])
+            .unwrap();
+        assert_eq!(wait(&t, h, 0).0, status::COMPLETED);
+        assert_eq!(fake.read(local, 4000), vec![0x33; 4000]);
+        t.submit(h, &[req(OP_READ, local, 5, 0x10_0000, 10)])
+            .unwrap();
+        assert_eq!(wait(&t, h, 1).0, status::COMPLETED);
+        assert_eq!(
+            host.lookups.load(Ordering::SeqCst),
+            1,
+            "cached after the first miss"
+        );
+        assert_eq!(fake.calls("tangIpcOpenMemHandle"), 1);
+        // Re-registration at the same remote address with a new handle.
+        let remote2 = fake.alloc(1, 8192, 0x44);
+        let shm2 = t.add_buffer(remote2, 8192, "cuda:1").unwrap();
+        host.remote.lock().unwrap()[0].shm_path = shm2;
+        assert_eq!(t.invalidate_segment(5).unwrap(), 1);
+        t.submit(h, &[req(OP_READ, local, 5, 0x10_0000, 100)])
+            .unwrap();
+        assert_eq!(wait(&t, h, 2).0, status::COMPLETED);
+        assert_eq!(fake.read(local, 100), vec![0x44; 100]);
+        assert_eq!(fake.calls("tangIpcOpenMemHandle"), 2);
+        assert_eq!(fake.calls("tangIpcCloseMemHandle"), 1, "old mapping closed");
+        // Another machine: FAILED with a message.
+        host.remote.lock().unwrap()[0].machine_id = "m2".into();
+        t.invalidate_segment(5).unwrap();
+        t.submit(h, &[req(OP_READ, local, 5, 0x10_0000, 100)])
+            .unwrap();
+        assert_eq!(wait(&t, h, 3).0, status::FAILED);
+        assert!(t.task_error(h, 3).unwrap().unwrap().contains("machine"));
+        // A host buffer is not reachable.
+        {
+            let mut r = host.remote.lock().unwrap();
+            r[0].machine_id = "m1".into();
+            r[0].location = "cpu:0".into();
+        }
+        t.submit(h, &[req(OP_READ, local, 5, 0x10_0000, 100)])
+            .unwrap();
+        assert_eq!(wait(&t, h, 4).0, status::FAILED);
+        // Malformed shm_path (e.g. SHM's POSIX name): FAILED, after one refresh.
+        {
+            let mut r = host.remote.lock().unwrap();
+            r[0].location = "cuda:1".into();
+            r[0].shm_path = "/mooncake_shm_1".into();
+        }
+        let before = host.refreshes.load(Ordering::SeqCst);
+        t.submit(h, &[req(OP_READ, local, 5, 0x10_0000, 100)])
+            .unwrap();
+        assert_eq!(wait(&t, h, 5).0, status::FAILED);
+        assert_eq!(host.refreshes.load(Ordering::SeqCst), before + 1);
+        t.uninstall().unwrap();
+        assert_eq!(
+            fake.calls("tangIpcCloseMemHandle"),
+            fake.calls("tangIpcOpenMemHandle"),
+            "every mapping closed at uninstall"
+        );
+    }
+
+    #[test]
+    fn hot_path_runtime_calls() {
+        let mut f = Fake::new(2);
+        f.links = vec![(0, 1, vec![1])];
+        let (fake, _h, t) = setup(f, r#"{"worker_threads": 1}"#);
+        let a = fake.alloc(0, 1 << 16, 1);
+        let b = fake.alloc(0, 1 << 16, 2);
+        let c = fake.alloc(1, 1 << 16, 3);
+        for (x, l) in [(a, "cuda:0"), (b, "cuda:0"), (c, "cuda:1")] {
+            t.add_buffer(x, 1 << 16, l).unwrap();
+        }
+        let h = t.allocate(256, 0).unwrap();
+        let before = fake.total_calls();
+        let reqs: Vec<Request> = (0..100)
+            .map(|i| {
+                if i % 2 == 0 {
+                    req(OP_WRITE, a + i * 64, 0, b + i * 64, 64)
+                } else {
+                    req(OP_WRITE, a + i * 64, 0, c + i * 64, 64)
+                }
+            })
+            .collect();
+        t.submit(h, &reqs).unwrap();
+        for i in 0..100 {
+            assert_eq!(wait(&t, h, i).0, status::COMPLETED);
+        }
+        let calls = fake.total_calls() - before;
+        assert!(calls <= 200, "{calls} runtime calls for 100 requests");
+    }
+
+    #[test]
+    fn async_cancel_and_capacity() {
+        let (fake, _h, t) = setup(
+            Fake::new(1),
+            r#"{"async_memcpy_threshold": 1, "worker_threads": 1}"#,
+        );
+        let a = fake.alloc(0, 8192, 9);
+        let b = fake.alloc(0, 8192, 0);
+        t.add_buffer(a, 8192, "cuda:0").unwrap();
+        t.add_buffer(b, 8192, "cuda:0").unwrap();
+        let h = t.allocate(4, 0).unwrap();
+        t.submit(
+            h,
+            &[
+                req(OP_WRITE, a, 0, b, 4096),
+                req(OP_WRITE, a, 0, b + 4096, 100),
+            ],
+        )
+        .unwrap();
+        assert_eq!(wait(&t, h, 0), (status::COMPLETED, 4096));
+        assert_eq!(wait(&t, h, 1), (status::COMPLETED, 100));
+        assert_eq!(fake.read(b, 4096), vec![9; 4096]);
+        assert_eq!(fake.calls("tangMemcpyAsync"), 1);
+        assert_eq!(fake.calls("tangEventCreateWithFlags"), 1);
+        assert_eq!(
+            t.submit(h, &[req(0, a, 0, b, 1); 3]).unwrap_err().code,
+            code::TOO_MANY_REQUESTS
+        );
+        assert_eq!(t.size(h).unwrap(), 2);
+        assert!(t.status(h, 2).is_err());
+        t.free(h).unwrap();
+        assert!(t.status(h, 0).is_err());
+        assert!(t.free(h).is_err());
+    }
+
+    #[test]
+    fn cancel_before_start() {
+        let (fake, _h, t) = setup(Fake::new(1), r#"{"worker_threads": 1}"#);
+        let a = fake.alloc(0, 1 << 20, 9);
+        let b = fake.alloc(0, 1 << 20, 0);
+        t.add_buffer(a, 1 << 20, "cuda:0").unwrap();
+        t.add_buffer(b, 1 << 20, "cuda:0").unwrap();
+        let h = t.allocate(2000, 0).unwrap();
+        let reqs: Vec<Request> = (0..2000)
+            .map(|i| req(OP_WRITE, a + i * 512, 0, b + i * 512, 512))
+            .collect();
+        t.submit(h, &reqs).unwrap();
+        let cancelled = (1000..2000).filter(|&i| t.cancel(h, i).unwrap()).count();
+        let mut seen = 0;
+        for i in 0..2000 {
+            let s = wait(&t, h, i).0;
+            assert!(s == status::COMPLETED || s == status::CANCELED);
+            if s == status::CANCELED {
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, cancelled);
+        assert!(
+            cancelled > 0,
+            "one worker cannot finish 1000 queued copies first"
+        );
+    }
+
+    #[test]
+    fn install_errors() {
+        let fake = Arc::new(Fake::new(0));
+        let t = Transport::new(Arc::new(TestHost::default()), RuntimeSource::Given(fake));
+        assert_eq!(t.install(None).unwrap_err().code, code::DEVICE_NOT_FOUND);
+        let t = Transport::new(
+            Arc::new(TestHost::default()),
+            RuntimeSource::Given(Arc::new(Fake::new(1))),
+        );
+        let e = t
+            .install(Some(r#"{"worker_threads": "many"}"#))
+            .unwrap_err();
+        assert!(e.msg.contains("worker_threads"));
+        t.install(Some("{}")).unwrap();
+        assert!(t.install(Some("{}")).is_err());
+        assert_eq!(
+            t.add_buffer(0x1000, 10, "cuda:7").unwrap_err().code,
+            code::DEVICE_NOT_FOUND
+        );
+        assert!(t.add_buffer(0x1000, 10, "rocm:0").is_err());
+        assert_eq!(t.add_buffer(0x1000, 10, "cpu:0").unwrap(), "");
+    }
+
+    #[test]
+    fn many_devices_need_no_lock_table() {
+        let (fake, _h, t) = setup(Fake::new(40), r#"{"worker_threads": 2}"#);
+        let h = t.allocate(64, 0).unwrap();
+        let mut reqs = Vec::new();
+        let mut dsts = Vec::new();
+        for d in 32..40 {
+            let s = fake.alloc(d, 256, d as u8);
+            let x = fake.alloc(d + 1 - 8 * ((d + 1) / 40), 256, 0);
+            t.add_buffer(s, 256, &format!("cuda:{d}")).unwrap();
+            reqs.push(req(OP_WRITE, s, 0, x, 256));
+            dsts.push((x, d as u8));
+        }
+        t.submit(h, &reqs).unwrap();
+        for i in 0..reqs.len() as u64 {
+            assert_eq!(wait(&t, h, i).0, status::COMPLETED);
+        }
+        for (x, v) in dsts {
+            assert_eq!(fake.read(x, 256), vec![v; 256]);
+        }
+    }
+}
