@@ -403,7 +403,9 @@ fn locate(ctx: &Ctx, dc: &mut DeviceCache, addr: u64, len: u64) -> Mem {
                 addr,
             }
         } else {
-            Mem::Host { addr }
+            Mem::Host {
+                addr: addr.wrapping_add(h.host_delta),
+            }
         };
     }
     let classify = |a: crate::tang::PointerInfo| {

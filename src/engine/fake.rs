@@ -229,10 +229,10 @@ impl Runtime for Fake {
     }
     fn ipc_get_handle(&self, ptr: u64) -> RtResult<IpcHandle> {
         let s = self.enter("tangIpcGetMemHandle")?;
-        let (b, off, _) = resolve(&s, ptr).ok_or(RtError::new("tangIpcGetMemHandle", 1))?;
+        // Like the real runtime: the handle names the whole allocation.
+        let (b, _, _) = resolve(&s, ptr).ok_or(RtError::new("tangIpcGetMemHandle", 1))?;
         let mut h = [0u8; 64];
         h[..8].copy_from_slice(&b.to_le_bytes());
-        h[8..16].copy_from_slice(&(off as u64).to_le_bytes());
         h[16] = 0xA5;
         Ok(h)
     }

@@ -17,12 +17,16 @@ pub struct Region {
     pub device: i32,
     /// What was written into `shm_path` (empty for host memory).
     pub shm_path: String,
+    /// For host memory registered through a device-mapped alias (`tangHostAlloc` with the
+    /// Mapped flag): host pointer = address + delta (wrapping). 0 otherwise.
+    pub host_delta: u64,
 }
 
 /// Where a registered address lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Hit {
     pub device: i32,
+    pub host_delta: u64,
 }
 
 /// The registry of one transport instance.
@@ -56,7 +60,10 @@ impl Registry {
             .rev()
             .take(OVERLAP_WALK)
             .find(|(_, r)| r.base.checked_add(r.length).is_some_and(|e| e >= end))
-            .map(|(_, r)| Hit { device: r.device })
+            .map(|(_, r)| Hit {
+                device: r.device,
+                host_delta: r.host_delta,
+            })
     }
 
     /// The region registered at exactly `base`.
@@ -90,6 +97,7 @@ mod tests {
             location: format!("cuda:{device}"),
             device,
             shm_path: String::new(),
+            host_delta: 0,
         }
     }
 
@@ -98,11 +106,29 @@ mod tests {
         let r = Registry::default();
         r.add(reg(0x1000, 0x1000, 0));
         r.add(reg(0x4000, 0x100, 1));
-        assert_eq!(r.lookup(0x1000, 0x1000), Some(Hit { device: 0 }));
-        assert_eq!(r.lookup(0x1800, 0x10), Some(Hit { device: 0 }));
+        assert_eq!(
+            r.lookup(0x1000, 0x1000),
+            Some(Hit {
+                device: 0,
+                host_delta: 0
+            })
+        );
+        assert_eq!(
+            r.lookup(0x1800, 0x10),
+            Some(Hit {
+                device: 0,
+                host_delta: 0
+            })
+        );
         assert_eq!(r.lookup(0x1800, 0x1000), None);
         assert_eq!(r.lookup(0x0fff, 1), None);
-        assert_eq!(r.lookup(0x40ff, 1), Some(Hit { device: 1 }));
+        assert_eq!(
+            r.lookup(0x40ff, 1),
+            Some(Hit {
+                device: 1,
+                host_delta: 0
+            })
+        );
         assert_eq!(r.lookup(0x4100, 1), None);
         assert_eq!(r.lookup(u64::MAX, 2), None);
         assert!(r.remove(0x4000).is_some());
@@ -114,7 +140,13 @@ mod tests {
         let r = Registry::default();
         r.add(reg(0x1000, 0x10000, 2));
         r.add(reg(0x2000, 0x100, 2));
-        assert_eq!(r.lookup(0x2000, 0x8000), Some(Hit { device: 2 }));
+        assert_eq!(
+            r.lookup(0x2000, 0x8000),
+            Some(Hit {
+                device: 2,
+                host_delta: 0
+            })
+        );
     }
 
     #[test]
@@ -125,7 +157,10 @@ mod tests {
         }
         assert_eq!(
             r.lookup(1234 * 0x1000 + 4, 8),
-            Some(Hit { device: 1234 % 40 })
+            Some(Hit {
+                device: 1234 % 40,
+                host_delta: 0
+            })
         );
         assert_eq!(r.lookup(1234 * 0x1000 + 0x900, 8), None);
         assert_eq!(r.len(), 10_000);

@@ -235,7 +235,14 @@ impl Transport {
                     ),
                 ));
             }
-            let handle = on_device(rt, idx, || rt.ipc_get_handle(addr)).map_err(|e| {
+            // The handle names the whole allocation and a peer maps it at its base, so an
+            // address inside an allocation would reach the wrong bytes on the peer. The byte
+            // before `addr` belongs to the same allocation exactly when its handle is equal.
+            let (handle, before) = on_device(rt, idx, || {
+                let h = rt.ipc_get_handle(addr)?;
+                Ok((h, rt.ipc_get_handle(addr - 1).ok()))
+            })
+            .map_err(|e| {
                 Error::new(
                     e.code,
                     format!(
@@ -244,6 +251,13 @@ impl Transport {
                     ),
                 )
             })?;
+            if before == Some(handle) {
+                return Err(Error::invalid(format!(
+                    "buffer {addr:#x} ({location}) starts inside a larger device allocation; \
+                     a Tang IPC handle names the whole allocation and peers map it at its \
+                     base, so register the allocation from its first byte"
+                )));
+            }
             let shm_path = hex_upper(&handle);
             ctx.registry.add(Region {
                 base: addr,
@@ -251,15 +265,24 @@ impl Transport {
                 location: location.to_string(),
                 device: idx,
                 shm_path: shm_path.clone(),
+                host_delta: 0,
             });
             Ok(shm_path)
         } else if ty == "cpu" || ty == "*" {
+            // A device-mapped alias of pinned host memory is normalised to its host pointer.
+            let host_delta = match rt.pointer_attributes(addr) {
+                Ok(a) if a.memory_type != MEMORY_TYPE_DEVICE && a.host_pointer != 0 => {
+                    a.host_pointer.wrapping_sub(addr)
+                }
+                _ => 0,
+            };
             ctx.registry.add(Region {
                 base: addr,
                 length,
                 location: location.to_string(),
                 device: -1,
                 shm_path: String::new(),
+                host_delta,
             });
             Ok(String::new())
         } else {
@@ -654,6 +677,26 @@ mod tests {
         );
         assert!(t.add_buffer(0x1000, 10, "rocm:0").is_err());
         assert_eq!(t.add_buffer(0x1000, 10, "cpu:0").unwrap(), "");
+    }
+
+    #[test]
+    fn sub_range_of_an_allocation_is_rejected() {
+        let (fake, _h, t) = setup(Fake::new(1), "{}");
+        let a = fake.alloc(0, 8192, 1);
+        let e = t.add_buffer(a + 4096, 4096, "cuda:0").unwrap_err();
+        assert_eq!(e.code, code::INVALID_ARGUMENT);
+        assert!(
+            e.msg.contains("inside a larger device allocation"),
+            "{}",
+            e.msg
+        );
+        // From the first byte, even when shorter than the allocation, it is fine.
+        assert_eq!(t.add_buffer(a, 4096, "cuda:0").unwrap().len(), 128);
+        assert_eq!(
+            fake.calls("tangSetDevice"),
+            0,
+            "device 0 was already current"
+        );
     }
 
     #[test]
