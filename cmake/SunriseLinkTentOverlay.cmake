@@ -52,7 +52,7 @@ if(EXISTS "${_sunrise_link_src_root}/cpp/sunrise_link_transport.cpp"
   set(SUNRISE_LINK_OVERLAY_CPP_DIR "${_sunrise_link_src_root}/cpp")
   set(_sunrise_link_lib_hints "${_sunrise_link_src_root}/target/release")
 elseif(_sunrise_link_prefix)
-  set(SUNRISE_LINK_OVERLAY_INCLUDE_DIR "${_sunrise_link_prefix}/include")
+  set(SUNRISE_LINK_OVERLAY_INCLUDE_DIR "${_sunrise_link_prefix}/share/sunrise_link/include")
   set(SUNRISE_LINK_OVERLAY_CPP_DIR "${_sunrise_link_prefix}/share/sunrise_link/cpp")
   get_filename_component(_sunrise_link_lib_hints "${_sunrise_link_here}/../.." ABSOLUTE)
 else()
