@@ -80,6 +80,13 @@ inline bool openLibrary(const std::string& configured, Library* lib, std::string
         if (!errors.empty()) errors += "; ";
         errors += cand.first + " (" + cand.second + "): " + (err ? err : "dlopen failed");
     }
+#ifdef SUNRISE_LINK_DEFAULT_LIBRARY
+    const char* env = std::getenv(kLibraryEnv);
+    if (configured.empty() && !(env && *env) && !fileExists(SUNRISE_LINK_DEFAULT_LIBRARY)) {
+        errors += std::string("; installed location ") + SUNRISE_LINK_DEFAULT_LIBRARY +
+                  ": no such file";
+    }
+#endif
     *why = "cannot load the sunrise_link library: " + errors +
            ". Set " + kLibraryPathKey + " or $" + kLibraryEnv + " to its path";
     return false;
