@@ -18,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "bench_alloc.h"
 #include "bench_tang.h"
 #include "bench_util.h"
 #include "bench_xport.h"
@@ -51,10 +52,12 @@ typedef struct options {
   enum mem local_mem;
   enum mem target_mem;
   int check;
+  int repeat;
   int json;
   int baseline;
   double port_gbps;
   double port_latency_us;
+  int ports;
   int striping;
   char async_threshold[32];
   char lib_path[1024];
@@ -100,6 +103,8 @@ static void usage(FILE *f) {
     "  --batch N             requests per submitted batch (default 16)\n"
     "  --duration SEC        seconds per case and per baseline (default 1)\n"
     "  --requests N          stop each case after N requests per thread instead\n"
+    "  --repeat N            run each case and its baseline N times, alternating, and report\n"
+    "                        the median of each figure (ratio: median of the N ratios)\n"
     "\n"
     "Memory:\n"
     "  --local-dev N         device of the initiator's buffers (default 0)\n"
@@ -116,6 +121,8 @@ static void usage(FILE *f) {
     "  --async-threshold S   async_memcpy_threshold (e.g. 4MiB; plain numbers are KiB)\n"
     "  --port-gbps X         emulator link model: per-port bandwidth in GB/s (0 = none)\n"
     "  --port-latency-us X   emulator link model: per-copy latency per port in microseconds\n"
+    "  --ports K             emulator topology: K links (1-4) between --local-dev and\n"
+    "                        --target-dev instead of 1, so striping has lanes to use\n"
     "  --no-baseline         skip the raw-copy baseline\n"
     "\n"
     "Output:\n"
@@ -124,7 +131,9 @@ static void usage(FILE *f) {
     "\n"
     "Columns: GB/s (10^9 bytes/s moved), req/s, p50/p99/p99.9 latency of one batch from\n"
     "submit to the last task terminal, runtime calls per request (emulator counters; '-' on\n"
-    "a real runtime), the baseline's GB/s and the ratio library/baseline.\n"
+    "a real runtime), heap allocations per request (whole process, counted by interposing\n"
+    "malloc and friends in this executable), the baseline's GB/s and the ratio\n"
+    "library/baseline.\n"
     "The runtime is found like the library finds it: MC_TANGRT_LIB_DIR, else MC_TANGRT_ROOT\n"
     "(default /usr/local/tangrt) + /lib/<MC_TANGRT_LIB_ARCH or linux-x86_64>/.\n");
 }
@@ -210,6 +219,8 @@ static void parse_options(int argc, char **argv) {
   opt.local_dev = 0;
   opt.target_dev = 1;
   opt.baseline = 1;
+  opt.ports = 1;
+  opt.repeat = 1;
   snprintf(opt.socket_path, sizeof opt.socket_path, "/tmp/sunrise_link_bench.%d.sock",
            (int)getpid());
 
@@ -281,6 +292,9 @@ static void parse_options(int argc, char **argv) {
     } else if (strcmp(name, "--target-type") == 0) {
       VALUE();
       if (parse_mem(v, &opt.target_mem) != 0) BAD();
+    } else if (strcmp(name, "--repeat") == 0) {
+      VALUE();
+      if (parse_int(v, 1, 15, &opt.repeat) != 0) BAD();
     } else if (strcmp(name, "--check") == 0) {
       opt.check = 1;
     } else if (strcmp(name, "--json") == 0) {
@@ -300,6 +314,9 @@ static void parse_options(int argc, char **argv) {
     } else if (strcmp(name, "--port-latency-us") == 0) {
       VALUE();
       if (parse_double(v, 0.0, &opt.port_latency_us) != 0) BAD();
+    } else if (strcmp(name, "--ports") == 0) {
+      VALUE();
+      if (parse_int(v, 1, 4, &opt.ports) != 0) BAD();
     } else if (strcmp(name, "--lib") == 0) {
       VALUE();
       if (strlen(v) >= sizeof opt.lib_path) BAD();
@@ -526,6 +543,8 @@ typedef struct phase_result {
   uint64_t p50_ns, p99_ns, p999_ns;
   uint64_t requests;
   double calls_per_req; /* < 0 when unknown */
+  double allocs_per_req;
+  uint64_t thread_requests[256];
   int failed;
   char error[512];
 } phase_result;
@@ -553,6 +572,7 @@ static void run_phase(const case_spec *c, bench_xport *x, buffer *locals, buffer
       die("out of memory");
   }
   unsigned long long calls0 = rt.EmuTotalCalls ? rt.EmuTotalCalls() : 0;
+  uint64_t allocs0 = bench_alloc_count();
   for (int i = 0; i < c->threads; i++) {
     if (pthread_create(&tid[i], NULL, worker, &ctx[i]) != 0) die("pthread_create failed");
   }
@@ -563,6 +583,7 @@ static void run_phase(const case_spec *c, bench_xport *x, buffer *locals, buffer
   for (int i = 0; i < c->threads; i++) pthread_join(tid[i], NULL);
   uint64_t wall = bench_now_ns() - start;
   unsigned long long calls1 = rt.EmuTotalCalls ? rt.EmuTotalCalls() : 0;
+  uint64_t allocs1 = bench_alloc_count();
   pthread_barrier_destroy(&barrier);
 
   bench_samples all;
@@ -573,6 +594,7 @@ static void run_phase(const case_spec *c, bench_xport *x, buffer *locals, buffer
       snprintf(out->error, sizeof out->error, "thread %d: %s", i, ctx[i].error);
     }
     out->requests += ctx[i].requests;
+    out->thread_requests[i] = ctx[i].requests;
     bench_samples_merge(&all, &ctx[i].latency);
     bench_samples_free(&ctx[i].latency);
   }
@@ -586,6 +608,9 @@ static void run_phase(const case_spec *c, bench_xport *x, buffer *locals, buffer
   out->calls_per_req = (rt.EmuTotalCalls && out->requests > 0)
                            ? (double)(calls1 - calls0) / (double)out->requests
                            : -1.0;
+  /* Thread start and exit allocate a little: a few per thread, spread over the run. */
+  out->allocs_per_req =
+      out->requests > 0 ? (double)(allocs1 - allocs0) / (double)out->requests : 0.0;
   bench_samples_free(&all);
 }
 
@@ -612,14 +637,16 @@ static void prepare_check(const case_spec *c, buffer *locals, buffer *targets) {
   free(zero);
 }
 
-/* Verifies the destination of every block the case touched. */
-static int verify_check(const case_spec *c, buffer *locals, buffer *targets, char *err,
-                        size_t err_len) {
+/* Verifies the destination of every block the case touched (request n of a thread goes to
+ * block n modulo the blocks in its buffer). */
+static int verify_check(const case_spec *c, const phase_result *r, buffer *locals,
+                        buffer *targets, char *err, size_t err_len) {
   uint8_t *host = (uint8_t *)malloc(opt.buffer_size);
   if (host == NULL) die("out of host memory");
   int rc = 0;
   for (int i = 0; i < c->threads && rc == 0; i++) {
     uint64_t slots = locals[i].len / c->block;
+    if (r->thread_requests[i] < slots) slots = r->thread_requests[i];
     uint64_t touched = slots * c->block;
     buffer *dst = c->op == OP_READ ? &locals[i] : &targets[i];
     buffer_read_host(dst, host, dst->len);
@@ -642,6 +669,40 @@ static int verify_check(const case_spec *c, buffer *locals, buffer *targets, cha
   return rc;
 }
 
+/* ---------- medians over --repeat runs ---------- */
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double median_double(const double *v, int n) {
+  double tmp[15] = {0};
+  memcpy(tmp, v, (size_t)n * sizeof(double));
+  qsort(tmp, (size_t)n, sizeof(double), cmp_double);
+  return n % 2 ? tmp[n / 2] : (tmp[n / 2 - 1] + tmp[n / 2]) / 2.0;
+}
+
+#define MEDIAN_OF(field)                                         \
+  do {                                                           \
+    for (int i = 0; i < n; i++) tmp[i] = (double)runs[i].field;  \
+    out->field = (__typeof__(out->field))median_double(tmp, n);  \
+  } while (0)
+
+static void median_result(const phase_result *runs, int n, phase_result *out) {
+  double tmp[15] = {0};
+  *out = runs[0];
+  MEDIAN_OF(gbps);
+  MEDIAN_OF(reqs_per_s);
+  MEDIAN_OF(p50_ns);
+  MEDIAN_OF(p99_ns);
+  MEDIAN_OF(p999_ns);
+  MEDIAN_OF(calls_per_req);
+  MEDIAN_OF(allocs_per_req);
+  out->requests = 0;
+  for (int i = 0; i < n; i++) out->requests += runs[i].requests;
+}
+
 /* ---------- output ---------- */
 
 static const char *op_name(int op) {
@@ -656,13 +717,14 @@ static void fmt_lat(uint64_t ns, char *buf, size_t len) {
 
 static void print_header(void) {
   if (opt.json) return;
-  printf("%-5s %-5s %-11s %3s %6s %5s | %9s %11s %9s %9s %9s %6s | %9s %6s | %s\n", "path",
-         "op", "mem", "thr", "block", "batch", "GB/s", "req/s", "p50", "p99", "p99.9",
-         "calls", "base GB/s", "ratio", "check");
+  printf("%-5s %-5s %-11s %3s %6s %5s | %9s %11s %9s %9s %9s %6s %7s | %9s %6s | %s\n",
+         "path", "op", "mem", "thr", "block", "batch", "GB/s", "req/s", "p50", "p99", "p99.9",
+         "calls", "allocs", "base GB/s", "ratio", "check");
 }
 
 static void print_row(const case_spec *c, const char *path_name, const char *mem_pair,
-                      const phase_result *lib, const phase_result *base, const char *check) {
+                      const phase_result *lib, const phase_result *base, double ratio_value,
+                      const char *check) {
   char blk[32], p50[32], p99[32], p999[32], calls[32], bgb[32], ratio[32];
   bench_format_size(c->block, blk, sizeof blk);
   fmt_lat(lib->p50_ns, p50, sizeof p50);
@@ -672,7 +734,7 @@ static void print_row(const case_spec *c, const char *path_name, const char *mem
   else snprintf(calls, sizeof calls, "-");
   if (base != NULL && base->gbps > 0) {
     snprintf(bgb, sizeof bgb, "%.3f", base->gbps);
-    snprintf(ratio, sizeof ratio, "%.2f", lib->gbps / base->gbps);
+    snprintf(ratio, sizeof ratio, "%.2f", ratio_value);
   } else {
     snprintf(bgb, sizeof bgb, "-");
     snprintf(ratio, sizeof ratio, "-");
@@ -680,18 +742,20 @@ static void print_row(const case_spec *c, const char *path_name, const char *mem
   if (opt.json) {
     printf("{\"path\":\"%s\",\"op\":\"%s\",\"mem\":\"%s\",\"threads\":%d,\"block\":%llu,"
            "\"batch\":%d,\"gbps\":%.6f,\"req_per_s\":%.1f,\"p50_us\":%.3f,\"p99_us\":%.3f,"
-           "\"p999_us\":%.3f,\"runtime_calls_per_req\":%s,\"requests\":%llu,"
-           "\"baseline_gbps\":%s,\"ratio\":%s,\"check\":\"%s\"}\n",
+           "\"p999_us\":%.3f,\"runtime_calls_per_req\":%s,\"allocs_per_req\":%.4f,"
+           "\"requests\":%llu,"
+           "\"baseline_gbps\":%s,\"ratio\":%s,\"runs\":%d,\"check\":\"%s\"}\n",
            path_name, op_name(c->op), mem_pair, c->threads, (unsigned long long)c->block,
            opt.batch, lib->gbps, lib->reqs_per_s, (double)lib->p50_ns / 1e3,
            (double)lib->p99_ns / 1e3, (double)lib->p999_ns / 1e3,
-           lib->calls_per_req >= 0 ? calls : "null", (unsigned long long)lib->requests,
+           lib->calls_per_req >= 0 ? calls : "null", lib->allocs_per_req,
+           (unsigned long long)lib->requests,
            base != NULL && base->gbps > 0 ? bgb : "null",
-           base != NULL && base->gbps > 0 ? ratio : "null", check);
+           base != NULL && base->gbps > 0 ? ratio : "null", opt.repeat, check);
   } else {
-    printf("%-5s %-5s %-11s %3d %6s %5d | %9.3f %11.0f %9s %9s %9s %6s | %9s %6s | %s\n",
+    printf("%-5s %-5s %-11s %3d %6s %5d | %9.3f %11.0f %9s %9s %9s %6s %7.3f | %9s %6s | %s\n",
            path_name, op_name(c->op), mem_pair, c->threads, blk, opt.batch, lib->gbps,
-           lib->reqs_per_s, p50, p99, p999, calls, bgb, ratio, check);
+           lib->reqs_per_s, p50, p99, p999, calls, lib->allocs_per_req, bgb, ratio, check);
   }
   fflush(stdout);
 }
@@ -705,15 +769,28 @@ static void build_config(char *out, size_t len) {
 }
 
 static void apply_link_model(void) {
-  if (opt.port_gbps <= 0 && opt.port_latency_us <= 0) return;
+  if (opt.port_gbps <= 0 && opt.port_latency_us <= 0 && opt.ports <= 1) return;
   if (rt.EmuConfigure == NULL)
-    die("--port-gbps/--port-latency-us need the emulated runtime (tangEmuConfigure missing)");
-  char toml[256];
-  snprintf(toml, sizeof toml,
-           "[link_model]\nbandwidth_bytes_per_s = %.0f\nlatency_us = %.3f\n",
-           opt.port_gbps * 1e9, opt.port_latency_us);
+    die("--port-gbps, --port-latency-us and --ports need the emulated runtime "
+        "(tangEmuConfigure missing)");
+  char toml[1024];
+  size_t n = 0;
+  if (opt.port_gbps > 0 || opt.port_latency_us > 0) {
+    n += (size_t)snprintf(toml + n, sizeof toml - n, "[link_model]\nlatency_us = %.3f\n",
+                          opt.port_latency_us);
+    if (opt.port_gbps > 0)
+      n += (size_t)snprintf(toml + n, sizeof toml - n, "bandwidth = %.0f\n",
+                            opt.port_gbps * 1e9);
+  }
+  /* The default mesh links each pair of devices once, on ports 0..6 (8 devices); ports 7..9
+   * are free on every device and carry the extra lanes. */
+  for (int k = 1; k < opt.ports; k++) {
+    int port = 6 + k;
+    n += (size_t)snprintf(toml + n, sizeof toml - n, "[[link]]\na = [%d, %d]\nb = [%d, %d]\n",
+                          opt.local_dev, port, opt.target_dev, port);
+  }
   int rc = rt.EmuConfigure(toml);
-  if (rc != 0) die("tangEmuConfigure rejected the link model (code %d)", rc);
+  if (rc != 0) die("tangEmuConfigure rejected the link model/topology (code %d)", rc);
 }
 
 static size_t max_threads(void) {
@@ -742,27 +819,49 @@ static int run_cases(bench_xport *x, enum path path, const char *path_name, buff
         fprintf(stderr, "[%zu/%zu] %s %s %s threads=%d block=%s ...\n", *done, total_cases(),
                 path_name, op_name(c.op), mem_pair, c.threads,
                 bench_format_size(c.block, blk, sizeof blk));
-        if (opt.check) prepare_check(&c, locals, targets);
-        phase_result lib, base;
-        run_phase(&c, x, locals, targets, segment, target_addrs, 0, &lib);
+        static phase_result libs[15], bases[15];
+        double ratios[15];
         const char *check = opt.check ? "ok" : "-";
-        char why[600];
-        if (lib.failed) {
-          fprintf(stderr, "  library run failed: %s\n", lib.error);
-          check = "FAILED";
-          failures++;
-        } else if (opt.check && verify_check(&c, locals, targets, why, sizeof why) != 0) {
-          fprintf(stderr, "  data check failed: %s\n", why);
-          check = "CORRUPT";
-          failures++;
+        int have_base = opt.baseline;
+        int runs = 0, bad = -1;
+        for (int r = 0; r < opt.repeat; r++) {
+          if (opt.check) prepare_check(&c, locals, targets);
+          run_phase(&c, x, locals, targets, segment, target_addrs, 0, &libs[r]);
+          char why[600];
+          if (libs[r].failed) {
+            fprintf(stderr, "  library run failed: %s\n", libs[r].error);
+            check = "FAILED";
+            failures++;
+            have_base = 0;
+            bad = r;
+            break;
+          }
+          if (opt.check &&
+              verify_check(&c, &libs[r], locals, targets, why, sizeof why) != 0) {
+            fprintf(stderr, "  data check failed: %s\n", why);
+            check = "CORRUPT";
+            failures++;
+            have_base = 0;
+            bad = r;
+            break;
+          }
+          if (have_base) {
+            run_phase(&c, x, locals, targets, segment, target_addrs, 1, &bases[r]);
+            if (bases[r].failed) {
+              fprintf(stderr, "  baseline failed: %s\n", bases[r].error);
+              have_base = 0;
+            } else {
+              ratios[r] = bases[r].gbps > 0 ? libs[r].gbps / bases[r].gbps : 0.0;
+            }
+          }
+          runs++;
         }
-        int have_base = 0;
-        if (opt.baseline) {
-          run_phase(&c, x, locals, targets, segment, target_addrs, 1, &base);
-          if (base.failed) fprintf(stderr, "  baseline failed: %s\n", base.error);
-          else have_base = 1;
-        }
-        print_row(&c, path_name, mem_pair, &lib, have_base ? &base : NULL, check);
+        phase_result lib, base;
+        if (bad >= 0) median_result(&libs[bad], 1, &lib);
+        else median_result(libs, runs, &lib);
+        if (have_base) median_result(bases, runs, &base);
+        double ratio = have_base ? median_double(ratios, runs) : -1.0;
+        print_row(&c, path_name, mem_pair, &lib, have_base ? &base : NULL, ratio, check);
       }
   return failures;
 }

@@ -80,6 +80,18 @@ fn cdylib() -> PathBuf {
 #[test]
 fn only_prefixed_symbols_are_exported() {
     let lib = cdylib();
+    if !lib.exists() {
+        // `cargo test` builds only the rlib; build the shared object of this profile too.
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "sunrise-link", "--lib", "--manifest-path"])
+            .arg(root().join("Cargo.toml"));
+        if lib.parent().is_some_and(|p| p.ends_with("release")) {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("running cargo build");
+        assert!(st.success(), "cargo build --lib failed");
+    }
     assert!(lib.exists(), "{} not built", lib.display());
     let out = Command::new("nm")
         .args(["-D", "--defined-only"])

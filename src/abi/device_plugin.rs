@@ -128,11 +128,30 @@ unsafe extern "C" fn alloc(
     }))
 }
 
+/// The device owning `p`, or None for host memory. The query may fail until the owning device
+/// is current (as upstream's platform probe assumes), so it is retried with each device
+/// current, and the caller's device is restored.
 fn device_of(rt: &dyn Runtime, p: u64) -> Option<i32> {
-    match rt.pointer_attributes(p) {
-        Ok(a) if a.memory_type == MEMORY_TYPE_DEVICE && a.device >= 0 => Some(a.device),
-        _ => None,
+    let owner = |a: crate::tang::PointerInfo| {
+        (a.memory_type == MEMORY_TYPE_DEVICE && a.device >= 0).then_some(a.device)
+    };
+    if let Ok(a) = rt.pointer_attributes(p) {
+        return owner(a);
     }
+    let saved = rt.get_device().ok();
+    let mut found = None;
+    for d in 0..rt.device_count().unwrap_or(0) {
+        if rt.set_device(d).is_ok() {
+            if let Ok(a) = rt.pointer_attributes(p) {
+                found = owner(a);
+                break;
+            }
+        }
+    }
+    if let Some(s) = saved.filter(|&s| s >= 0) {
+        let _ = rt.set_device(s);
+    }
+    found
 }
 
 unsafe extern "C" fn free(c: *mut c_void, ptr: *mut c_void, _size: usize) -> c_int {

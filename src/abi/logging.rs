@@ -19,6 +19,11 @@ struct Sink {
 }
 
 static SINK: RwLock<Option<Sink>> = RwLock::new(None);
+
+thread_local! {
+    /// Set while this thread runs the host's log callback.
+    static IN_CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 static INIT: Once = Once::new();
 
 struct Logger;
@@ -47,10 +52,18 @@ impl log::Log for Logger {
         if !r.target().starts_with("sunrise_link") {
             return;
         }
-        let sink = *SINK.read().unwrap_or_else(|e| e.into_inner());
-        match sink {
+        // A message logged from inside the host's callback (on this thread) is dropped: the
+        // lock below is already held here.
+        if IN_CALLBACK.with(|c| c.get()) {
+            return;
+        }
+        // The read lock is held while the callback runs, so `clear_sink` (at destroy) waits
+        // for calls in progress: the host may free `user_data` once destroy returns.
+        let sink = SINK.read().unwrap_or_else(|e| e.into_inner());
+        match *sink {
             Some(s) => {
                 let msg = CString::new(r.args().to_string().replace('\0', " ")).unwrap_or_default();
+                IN_CALLBACK.with(|c| c.set(true));
                 // SAFETY: the host promised a thread-safe callback valid until the transport
                 // that registered it is destroyed (which unregisters it first).
                 unsafe {
@@ -60,6 +73,7 @@ impl log::Log for Logger {
                         msg.as_ptr(),
                     )
                 };
+                IN_CALLBACK.with(|c| c.set(false));
             }
             None => eprintln!("[sunrise_link {}] {}", r.level(), r.args()),
         }

@@ -168,6 +168,46 @@ mod tests {
     use crate::engine::code;
 
     #[test]
+    fn a_panic_becomes_internal_error_with_a_message() {
+        let rc = ffi_status!({
+            let v: Vec<u8> = Vec::new();
+            if v.is_empty() {
+                panic!("boom at the boundary");
+            }
+            Ok(())
+        });
+        assert_eq!(rc, SUNRISE_LINK_INTERNAL_ERROR);
+        // SAFETY: the library's own NUL-terminated thread-local message.
+        let msg = unsafe { CStr::from_ptr(sunrise_link_last_error()) }
+            .to_str()
+            .unwrap();
+        assert!(
+            msg.contains("boom at the boundary") && msg.contains("panic"),
+            "{msg}"
+        );
+        let v = ffi_value!(7, {
+            "not a number".parse::<i32>().expect("value boundary")
+        });
+        assert_eq!(v, 7);
+    }
+
+    #[test]
+    fn errors_set_the_message_and_null_is_checked() {
+        let rc = ffi_status!({ non_null(std::ptr::null::<u8>(), "out") });
+        assert_eq!(rc, SUNRISE_LINK_INVALID_ARGUMENT);
+        // SAFETY: as above.
+        let msg = unsafe { CStr::from_ptr(sunrise_link_last_error()) }
+            .to_str()
+            .unwrap();
+        assert_eq!(msg, "out is NULL");
+        // SAFETY: a static string.
+        let v = unsafe { CStr::from_ptr(sunrise_link_version()) }
+            .to_str()
+            .unwrap();
+        assert_eq!(v, env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
     fn status_codes_match_the_engine() {
         assert_eq!(SUNRISE_LINK_OK, code::OK);
         assert_eq!(SUNRISE_LINK_INVALID_ARGUMENT, code::INVALID_ARGUMENT);

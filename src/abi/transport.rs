@@ -691,6 +691,18 @@ pub unsafe extern "C" fn sunrise_link_transfer_submit(
             return Ok(());
         }
         non_null(requests, "requests")?;
+        // Refuse a count that cannot fit before the array is read: a hostile count must not
+        // make us read past the caller's array or allocate for it.
+        let (size, cap) = t.fill(sub_batch)?;
+        if count as u64 > cap - size {
+            if !t.is_installed() {
+                return Err(Error::invalid("transport is not installed"));
+            }
+            return Err(Error::new(
+                crate::engine::code::TOO_MANY_REQUESTS,
+                format!("sub-batch holds {size} of {cap} tasks; {count} more do not fit"),
+            ));
+        }
         let src = std::slice::from_raw_parts(requests, count);
         let reqs: Vec<Request> = src
             .iter()
@@ -902,6 +914,47 @@ mod tests {
         ];
         for (a, b) in t {
             assert_eq!(a, b as i32);
+        }
+    }
+
+    #[test]
+    fn host_callbacks_struct_size_is_honoured() {
+        unsafe extern "C" fn must_not_be_called(_: *mut c_void, _: i32, _: *const c_char) {
+            ffi_value!((), { std::process::abort() })
+        }
+        // An older host that knows only the fields up to `lookup_remote_buffer`: the `log`
+        // slot past its size is garbage here and must be ignored.
+        let cb = sunrise_link_host_callbacks_t {
+            abi_version: 1,
+            // abi_version + struct_size + user_data + lookup_remote_buffer
+            struct_size: 24,
+            user_data: std::ptr::null_mut(),
+            lookup_remote_buffer: None,
+            log: Some(must_not_be_called),
+            notify_progress: None,
+            local_machine_id: 1 as *const c_char,
+        };
+        let mut t = std::ptr::null_mut();
+        unsafe {
+            assert_eq!(sunrise_link_transport_create(&cb, &mut t), 0);
+            assert!(!t.is_null());
+            // A failing install logs a warning-free error; nothing reaches the ignored slot.
+            assert_eq!(
+                sunrise_link_transport_install(
+                    t,
+                    b"{\"worker_threads\": 0}\0".as_ptr() as *const c_char
+                ),
+                1
+            );
+            assert_eq!(sunrise_link_transport_destroy(t), 0);
+            let short = sunrise_link_host_callbacks_t {
+                struct_size: 4,
+                ..cb
+            };
+            let mut u = std::ptr::null_mut();
+            assert_eq!(sunrise_link_transport_create(&short, &mut u), 1);
+            assert!(u.is_null(), "no output on failure");
+            assert_eq!(sunrise_link_transport_destroy(std::ptr::null_mut()), 0);
         }
     }
 

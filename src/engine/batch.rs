@@ -174,9 +174,23 @@ struct Slot {
 }
 
 /// Generation-checked table of live sub-batches.
-#[derive(Default)]
 pub struct Slab {
     inner: RwLock<SlabInner>,
+    /// First generation of this table's slots, distinct per table, so a handle of another
+    /// transport (same slot index, small generation) is foreign here, not someone's batch.
+    seed: u32,
+}
+
+impl Default for Slab {
+    fn default() -> Self {
+        static TABLES: AtomicU32 = AtomicU32::new(0);
+        // An odd multiplier spreads consecutive tables far apart in generation space.
+        let n = TABLES.fetch_add(1, Ordering::Relaxed);
+        Slab {
+            inner: RwLock::default(),
+            seed: n.wrapping_mul(0x9E37_79B9),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -201,7 +215,7 @@ impl Slab {
             Some(i) => i as usize,
             None => {
                 g.slots.push(Slot {
-                    generation: 0,
+                    generation: self.seed,
                     batch: None,
                 });
                 g.slots.len() - 1
@@ -271,6 +285,10 @@ mod tests {
         assert!(s.get(u64::MAX).is_err());
         assert!(s.get(b ^ (1 << 40)).is_err());
         assert_eq!(s.live(), 1);
+        let other = Slab::default();
+        let f = other.allocate(4, 9);
+        assert!(s.get(f).is_err(), "a handle of another table is foreign");
+        assert!(other.get(b).is_err());
     }
 
     #[test]

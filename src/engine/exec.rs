@@ -112,6 +112,8 @@ pub struct Job {
     idx: usize,
     work: Work,
     start: Instant,
+    /// The remote mapping a lane copies through, kept open until the lane has run.
+    _keep: Option<Arc<Mapping>>,
 }
 
 impl Job {
@@ -121,6 +123,7 @@ impl Job {
             idx,
             work: Work::Request(req),
             start,
+            _keep: None,
         }
     }
 }
@@ -129,9 +132,13 @@ struct Pending {
     batch: Arc<SubBatch>,
     idx: usize,
     event: Handle,
+    /// The stream the copy was queued on.
+    stream: Handle,
     bytes: u64,
     path: Path,
     start: Instant,
+    /// The remote mapping the async copy uses, kept open until its event completes.
+    _keep: Option<Arc<Mapping>>,
 }
 
 #[derive(Default)]
@@ -164,8 +171,16 @@ pub struct Pool {
 /// Where one side of a copy lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mem {
-    Device { dev: i32, addr: u64 },
-    Host { addr: u64 },
+    /// `bounded`: the range is known to lie in one buffer (registered, or a peer's published
+    /// buffer); else only the runtime's check of the whole range in one call bounds it.
+    Device {
+        dev: i32,
+        addr: u64,
+        bounded: bool,
+    },
+    Host {
+        addr: u64,
+    },
 }
 
 enum Outcome {
@@ -258,16 +273,14 @@ impl Pool {
             .drain(..)
             .collect();
         for j in left {
-            let t = j.batch.slot(j.idx);
-            if matches!(j.work, Work::Lane(_)) || t.claim() {
-                fail(
-                    &s.ctx,
-                    &j.batch,
-                    j.idx,
-                    Path::Unrouted,
-                    "transport uninstalled before the task ran".into(),
-                    j.start,
-                );
+            let msg = "transport uninstalled before the task ran";
+            match j.work {
+                // The task completes (as FAILED) when its last lane is accounted for.
+                Work::Lane(_) => lane_done(&s.ctx, &j.batch, j.idx, Err(msg.into()), j.start),
+                Work::Request(_) if j.batch.slot(j.idx).claim() => {
+                    fail(&s.ctx, &j.batch, j.idx, Path::Unrouted, msg.into(), j.start)
+                }
+                Work::Request(_) => {}
             }
         }
         s.done.stop.store(true, Ordering::Release);
@@ -392,27 +405,41 @@ fn lane_done(
     }
 }
 
-/// Finds where a local address lives: the registry first (no runtime call), else the
-/// runtime's pointer attributes, retried with each device current (the query is
-/// current-device sensitive), else pageable host memory.
-fn locate(ctx: &Ctx, dc: &mut DeviceCache, addr: u64, len: u64) -> Mem {
+/// Finds where a local range lives: the registry first (no runtime call), else the runtime's
+/// pointer attributes, retried with each device current (the query is current-device
+/// sensitive), else pageable host memory. A range that starts in a registered buffer must end
+/// in it. Unregistered device memory is checked by the runtime against its allocation;
+/// unregistered host memory must be mapped with the access the copy needs (`write` for a
+/// destination), so a stale or garbage pointer fails the task instead of faulting the process.
+fn locate(ctx: &Ctx, dc: &mut DeviceCache, addr: u64, len: u64, write: bool) -> Result<Mem> {
     if let Some(h) = ctx.registry.lookup(addr, len) {
-        return if h.device >= 0 {
+        return Ok(if h.device >= 0 {
             Mem::Device {
                 dev: h.device,
                 addr,
+                bounded: true,
             }
         } else {
             Mem::Host {
                 addr: addr.wrapping_add(h.host_delta),
             }
-        };
+        });
+    }
+    let unregistered = |what: &str| {
+        Error::new(
+            code::ADDRESS_NOT_REGISTERED,
+            format!("local range [{addr:#x}, +{len}) {what}"),
+        )
+    };
+    if ctx.registry.lookup(addr, 1).is_some() {
+        return Err(unregistered("runs past the end of its registered buffer"));
     }
     let classify = |a: crate::tang::PointerInfo| {
         if a.memory_type == MEMORY_TYPE_DEVICE && a.device >= 0 {
             Mem::Device {
                 dev: a.device,
                 addr,
+                bounded: false,
             }
         } else {
             // Mapped pinned host memory: use the host alias, copied with host kinds.
@@ -425,17 +452,68 @@ fn locate(ctx: &Ctx, dc: &mut DeviceCache, addr: u64, len: u64) -> Mem {
             }
         }
     };
-    if let Ok(a) = ctx.rt.pointer_attributes(addr) {
-        return classify(a);
-    }
-    for d in 0..ctx.device_count {
-        if dc.ensure(ctx.rt.as_ref(), d).is_ok() {
-            if let Ok(a) = ctx.rt.pointer_attributes(addr) {
-                return classify(a);
+    let mut found = ctx.rt.pointer_attributes(addr).ok().map(classify);
+    if found.is_none() {
+        for d in 0..ctx.device_count {
+            if dc.ensure(ctx.rt.as_ref(), d).is_ok() {
+                if let Ok(a) = ctx.rt.pointer_attributes(addr) {
+                    found = Some(classify(a));
+                    break;
+                }
             }
         }
     }
-    Mem::Host { addr }
+    if let Some(m @ Mem::Device { .. }) = found {
+        return Ok(m);
+    }
+    let host = match found {
+        Some(Mem::Host { addr: h }) => h,
+        _ => addr,
+    };
+    if host_range_mapped(host, len, write) {
+        return Ok(Mem::Host { addr: host });
+    }
+    Err(unregistered(if write {
+        "is not registered, and not writable memory of this process"
+    } else {
+        "is not registered, and not readable memory of this process"
+    }))
+}
+
+/// Whether `[addr, addr + len)` lies in mappings of this process that allow reading (and
+/// writing, with `write`), per `/proc/self/maps`. Only for unregistered host memory.
+fn host_range_mapped(addr: u64, len: u64, write: bool) -> bool {
+    let Some(end) = addr.checked_add(len) else {
+        return false;
+    };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return false;
+    };
+    let mut cur = addr;
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            continue;
+        };
+        if b <= cur {
+            continue;
+        }
+        let p = perms.as_bytes();
+        if a > cur || p.first() != Some(&b'r') || (write && p.get(1) != Some(&b'w')) {
+            return false;
+        }
+        cur = b;
+        if cur >= end {
+            return true;
+        }
+    }
+    false
 }
 
 type Failure = (Path, Error);
@@ -463,10 +541,11 @@ fn execute(
             "request range wraps around the address space",
         )));
     }
-    let local = locate(ctx, &mut w.dc, req.source, req.length);
+    let local_write = req.opcode == OP_READ;
+    let local = locate(ctx, &mut w.dc, req.source, req.length, local_write).map_err(un)?;
     let mut mapping: Option<Arc<Mapping>> = None;
     let target = if req.target_id == LOCAL_SEGMENT_ID {
-        locate(ctx, &mut w.dc, req.target_offset, req.length)
+        locate(ctx, &mut w.dc, req.target_offset, req.length, !local_write).map_err(un)?
     } else {
         ctx.stats.count_ipc();
         let m = ctx
@@ -485,6 +564,7 @@ fn execute(
         let t = Mem::Device {
             dev: m.device,
             addr: m.translate(req.target_offset),
+            bounded: true,
         };
         mapping = Some(m);
         t
@@ -497,7 +577,7 @@ fn execute(
         }
     };
     let (src, dst) = order(target);
-    match copy(s, w, batch, idx, src, dst, req.length, start) {
+    match copy(s, w, batch, idx, src, dst, req.length, start, &mapping) {
         Ok(o) => Ok(o),
         Err(first) => {
             let Some(old) = mapping else {
@@ -529,8 +609,9 @@ fn execute(
             let (src, dst) = order(Mem::Device {
                 dev: m.device,
                 addr: m.translate(req.target_offset),
+                bounded: true,
             });
-            copy(s, w, batch, idx, src, dst, req.length, start)
+            copy(s, w, batch, idx, src, dst, req.length, start, &Some(m))
         }
     }
 }
@@ -545,38 +626,61 @@ fn copy(
     dst: Mem,
     len: u64,
     start: Instant,
+    keep: &Option<Arc<Mapping>>,
 ) -> std::result::Result<Outcome, Failure> {
     let ctx = &s.ctx;
     match (src, dst) {
-        (Mem::Device { dev: sd, addr: sa }, Mem::Device { dev: dd, addr: da }) if sd == dd => {
-            single(
-                s,
-                w,
-                batch,
-                idx,
-                sd,
-                da,
-                sa,
-                len,
-                MemcpyKind::DeviceToDevice,
-                Path::SameDevice,
-                start,
-            )
-        }
-        (Mem::Device { dev: sd, addr: sa }, Mem::Device { dev: dd, addr: da }) => {
+        (
+            Mem::Device {
+                dev: sd, addr: sa, ..
+            },
+            Mem::Device {
+                dev: dd, addr: da, ..
+            },
+        ) if sd == dd => single(
+            s,
+            w,
+            batch,
+            idx,
+            sd,
+            da,
+            sa,
+            len,
+            MemcpyKind::DeviceToDevice,
+            Path::SameDevice,
+            start,
+            keep,
+        ),
+        (
+            Mem::Device {
+                dev: sd,
+                addr: sa,
+                bounded: sb,
+            },
+            Mem::Device {
+                dev: dd,
+                addr: da,
+                bounded: db,
+            },
+        ) => {
             let ports = ctx.topo.ports(sd, dd);
-            if ctx.cfg.enable_port_striping
+            // Lanes are checked by the runtime one by one: a range not known to lie in one
+            // buffer could then be copied partly, into whatever follows its allocation. Such
+            // a range is copied in one call, which the runtime checks as a whole.
+            if sb
+                && db
+                && ctx.cfg.enable_port_striping
                 && len >= ctx.cfg.port_striping_min_size
                 && ports.len() > 1
             {
-                stripe(s, batch, idx, sa, sd, da, dd, len, ports, start);
+                stripe(s, batch, idx, sa, sd, da, dd, len, ports, start, keep);
                 return Ok(Outcome::Deferred);
             }
             peer_chain(ctx, &mut w.dc, da, dd, sa, sd, len)
                 .map(Outcome::Done)
                 .map_err(|e| (Path::Peer, e))
         }
-        (Mem::Host { addr: sa }, Mem::Device { dev, addr: da }) => single(
+        (Mem::Host { addr: sa }, Mem::Device { dev, addr: da, .. }) => single(
             s,
             w,
             batch,
@@ -588,8 +692,9 @@ fn copy(
             MemcpyKind::HostToDevice,
             Path::HostToDevice,
             start,
+            keep,
         ),
-        (Mem::Device { dev, addr: sa }, Mem::Host { addr: da }) => single(
+        (Mem::Device { dev, addr: sa, .. }, Mem::Host { addr: da }) => single(
             s,
             w,
             batch,
@@ -601,6 +706,7 @@ fn copy(
             MemcpyKind::DeviceToHost,
             Path::DeviceToHost,
             start,
+            keep,
         ),
         (Mem::Host { .. }, Mem::Host { .. }) => Err((
             Path::Unrouted,
@@ -627,6 +733,7 @@ fn single(
     kind: MemcpyKind,
     path: Path,
     start: Instant,
+    keep: &Option<Arc<Mapping>>,
 ) -> std::result::Result<Outcome, Failure> {
     let ctx = &s.ctx;
     let rt = ctx.rt.as_ref();
@@ -657,15 +764,26 @@ fn single(
                 format!("creating an event on device {dev}"),
             ))
         })?;
-        let r = rt
-            .memcpy_async(dst, src, len as usize, kind, stream)
-            .and_then(|_| rt.event_record(ev, stream));
-        if let Err(e) = r {
+        let what = format!("async copy of {len} bytes {src:#x} -> {dst:#x} on device {dev}");
+        if let Err(e) = rt.memcpy_async(dst, src, len as usize, kind, stream) {
             let _ = rt.event_destroy(ev);
-            return Err(f(Error::runtime(
-                &e,
-                format!("async copy of {len} bytes {src:#x} -> {dst:#x} on device {dev}"),
-            )));
+            return Err(f(Error::runtime(&e, what)));
+        }
+        if let Err(e) = rt.event_record(ev, stream) {
+            let _ = rt.event_destroy(ev);
+            // The copy is queued and will run: the task must not end (FAILED, then written)
+            // before it does. Wait for the stream; its result is the copy's.
+            return match rt.stream_synchronize(stream) {
+                Some(Ok(())) => Ok(Outcome::Done(path)),
+                Some(Err(s)) => Err(f(Error::runtime(
+                    &s,
+                    format!("{what} (its event could not be recorded: {e})"),
+                ))),
+                None => Err(f(Error::runtime(
+                    &e,
+                    format!("{what}; the queued copy may still complete"),
+                ))),
+            };
         }
         ctx.stats.count_async();
         s.done
@@ -676,9 +794,11 @@ fn single(
                 batch: batch.clone(),
                 idx,
                 event: ev,
+                stream,
                 bytes: len,
                 path,
                 start,
+                _keep: keep.clone(),
             });
         s.done.cv.notify_one();
         return Ok(Outcome::Deferred);
@@ -754,6 +874,7 @@ fn stripe(
     len: u64,
     ports: &[i32],
     start: Instant,
+    keep: &Option<Arc<Mapping>>,
 ) {
     let n = ports.len() as u64;
     // Lane size rounded up to 4 KiB so lanes start aligned.
@@ -787,6 +908,7 @@ fn stripe(
             idx,
             work: Work::Lane(l),
             start,
+            _keep: keep.clone(),
         })
         .collect();
     let mut q = s.queue.jobs.lock().unwrap_or_else(|e| e.into_inner());
@@ -864,14 +986,27 @@ fn completer_loop(s: &Shared) {
                     p.start,
                 ),
                 Ok(true) => finish(ctx, &p.batch, p.idx, p.path, p.bytes, p.start),
-                Err(e) => fail(
-                    ctx,
-                    &p.batch,
-                    p.idx,
-                    p.path,
-                    format!("async copy failed: {e}"),
-                    p.start,
-                ),
+                // The event cannot tell: the stream's result is the copy's, and the task
+                // must not end while the copy may still write.
+                Err(e) => match rt.stream_synchronize(p.stream) {
+                    Some(Ok(())) => finish(ctx, &p.batch, p.idx, p.path, p.bytes, p.start),
+                    Some(Err(s)) => fail(
+                        ctx,
+                        &p.batch,
+                        p.idx,
+                        p.path,
+                        format!("async copy failed: {s} (event query: {e})"),
+                        p.start,
+                    ),
+                    None => fail(
+                        ctx,
+                        &p.batch,
+                        p.idx,
+                        p.path,
+                        format!("async copy failed: {e}"),
+                        p.start,
+                    ),
+                },
             }
             let _ = rt.event_destroy(p.event);
             progressed = true;

@@ -5,7 +5,8 @@
 use crate::tang::*;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
 
 const DEV_BASE: u64 = 0x7e00_0000_0000;
 const ALIAS_BASE: u64 = 0x7c00_0000_0000;
@@ -34,6 +35,8 @@ pub struct Fake {
     /// (device, peer) → ports
     pub links: Vec<(i32, i32, Vec<u8>)>,
     st: Mutex<State>,
+    /// While closed, copies wait (bounded) before running.
+    gate: (Mutex<bool>, Condvar),
 }
 
 impl Fake {
@@ -44,7 +47,23 @@ impl Fake {
             has_peer_pointer: true,
             links: Vec::new(),
             st: Mutex::new(State::default()),
+            gate: (Mutex::new(true), Condvar::new()),
         }
+    }
+
+    /// Opens or closes the gate copies wait at.
+    pub fn set_gate(&self, open: bool) {
+        *self.gate.0.lock().unwrap() = open;
+        self.gate.1.notify_all();
+    }
+
+    fn wait_gate(&self) {
+        let g = self.gate.0.lock().unwrap();
+        let _ = self
+            .gate
+            .1
+            .wait_timeout_while(g, Duration::from_secs(10), |open| !*open)
+            .unwrap();
     }
 
     pub fn fail(&self, call: &'static str) {
@@ -166,6 +185,7 @@ impl Runtime for Fake {
             .ok_or(RtError::new("tangFree", 17))
     }
     fn memcpy(&self, dst: u64, src: u64, len: usize, _kind: MemcpyKind) -> RtResult<()> {
+        self.wait_gate();
         let mut s = self.enter("tangMemcpy")?;
         copy(&mut s, dst, src, len, Some(CURRENT.with(|c| c.get())))
     }

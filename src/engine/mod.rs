@@ -126,8 +126,9 @@ pub fn parse_location(loc: &str) -> (&str, i32) {
     match loc.split_once(':') {
         None => ("*", -1),
         Some((t, rest)) => {
+            // `std::stoi` skips C `isspace` characters only (not other Unicode spaces).
             let digits: String = rest
-                .trim_start()
+                .trim_start_matches([' ', '\t', '\n', '\u{b}', '\u{c}', '\r'])
                 .chars()
                 .enumerate()
                 .take_while(|(i, c)| c.is_ascii_digit() || (*i == 0 && (*c == '-' || *c == '+')))
@@ -156,5 +157,7 @@ mod tests {
         assert_eq!(parse_location("cuda:abc"), ("cuda", -1));
         assert_eq!(parse_location("cpu:1"), ("cpu", 1));
         assert_eq!(parse_location("cuda:40"), ("cuda", 40));
+        assert_eq!(parse_location("cuda:\u{b} 5"), ("cuda", 5));
+        assert_eq!(parse_location("cuda:\u{a0}5"), ("cuda", -1));
     }
 }

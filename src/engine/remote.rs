@@ -244,7 +244,7 @@ impl RemoteCache {
         };
         let _g = self.open_lock.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(m) = self.find(seg, addr, len) {
-            if m.handle == r.handle && m.base == r.buf.base {
+            if m.handle == r.handle && m.base == r.buf.base && m.length >= r.buf.length {
                 return Ok(m);
             }
         }

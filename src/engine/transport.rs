@@ -161,6 +161,12 @@ impl Transport {
         Ok(self.slab.get(handle)?.size() as u64)
     }
 
+    /// `(tasks submitted, capacity)` of a sub-batch.
+    pub fn fill(&self, handle: u64) -> Result<(u64, u64)> {
+        let b = self.slab.get(handle)?;
+        Ok((b.size() as u64, b.capacity() as u64))
+    }
+
     /// Appends one task per request, in order, and queues them. Fails only for an invalid
     /// sub-batch, an uninstalled transport or a capacity overflow; a request that cannot be
     /// carried out becomes a FAILED task with a message.
@@ -221,10 +227,23 @@ impl Transport {
         let rt = ctx.rt.as_ref();
         if is_device_location(ty) {
             if idx < 0 {
-                idx = match rt.pointer_attributes(addr) {
-                    Ok(a) if a.memory_type == MEMORY_TYPE_DEVICE => a.device,
-                    _ => -1,
+                // "cuda" without an index: ask the runtime, with each device current if the
+                // query needs the owner current (the caller's device is restored).
+                let owner = |a: crate::tang::PointerInfo| {
+                    (a.memory_type == MEMORY_TYPE_DEVICE).then_some(a.device)
                 };
+                idx = rt
+                    .pointer_attributes(addr)
+                    .ok()
+                    .and_then(owner)
+                    .or_else(|| {
+                        (0..ctx.device_count).find_map(|d| {
+                            on_device(rt, d, || rt.pointer_attributes(addr))
+                                .ok()
+                                .and_then(owner)
+                        })
+                    })
+                    .unwrap_or(-1);
             }
             if idx < 0 || idx >= ctx.device_count {
                 return Err(Error::new(
@@ -639,8 +658,12 @@ mod tests {
         let reqs: Vec<Request> = (0..2000)
             .map(|i| req(OP_WRITE, a + i * 512, 0, b + i * 512, 512))
             .collect();
+        // Copies wait at the gate, so at most the first task has started when we cancel.
+        fake.set_gate(false);
         t.submit(h, &reqs).unwrap();
         let cancelled = (1000..2000).filter(|&i| t.cancel(h, i).unwrap()).count();
+        fake.set_gate(true);
+        assert_eq!(cancelled, 1000);
         let mut seen = 0;
         for i in 0..2000 {
             let s = wait(&t, h, i).0;
@@ -677,6 +700,46 @@ mod tests {
         );
         assert!(t.add_buffer(0x1000, 10, "rocm:0").is_err());
         assert_eq!(t.add_buffer(0x1000, 10, "cpu:0").unwrap(), "");
+    }
+
+    #[test]
+    fn concurrent_submitters_on_one_sub_batch() {
+        let (fake, _h, t) = setup(Fake::new(2), r#"{"worker_threads": 3}"#);
+        let a = fake.alloc(0, 1 << 16, 0x42);
+        let b = fake.alloc(1, 1 << 16, 0);
+        t.add_buffer(a, 1 << 16, "cuda:0").unwrap();
+        t.add_buffer(b, 1 << 16, "cuda:1").unwrap();
+        let h = t.allocate(400, 0).unwrap();
+        std::thread::scope(|s| {
+            for k in 0..4u64 {
+                let t = &t;
+                s.spawn(move || {
+                    for i in 0..25u64 {
+                        let off = (k * 25 + i) * 64;
+                        let r = [req(OP_WRITE, a + off, 0, b + off, 64); 4];
+                        t.submit(h, &r).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(t.size(h).unwrap(), 400);
+        for i in 0..400 {
+            assert_eq!(wait(&t, h, i), (status::COMPLETED, 64));
+        }
+        assert_eq!(fake.read(b, 100 * 64), vec![0x42; 100 * 64]);
+        assert_eq!(
+            t.submit(h, &[req(OP_WRITE, a, 0, b, 1)]).unwrap_err().code,
+            code::TOO_MANY_REQUESTS
+        );
+    }
+
+    #[test]
+    fn topology_detection_failure_is_not_fatal() {
+        let mut f = Fake::new(2);
+        f.links = vec![(0, 1, vec![0, 1])];
+        f.fail("ptmlPtlinkPhytopoDetect");
+        let (_fake, _h, t) = setup(f, "{}");
+        assert!(t.is_installed());
     }
 
     #[test]

@@ -64,6 +64,7 @@ struct TangFns {
     ipc_close: FnPtr,
     stream_create: FnCreateFlags,
     stream_destroy: FnPtr,
+    stream_sync: Option<FnPtr>,
     event_create: FnCreateFlags,
     event_record: FnRecord,
     event_query: FnPtr,
@@ -109,6 +110,10 @@ impl std::fmt::Display for LoadError {
         }
     }
 }
+
+/// PTML is process-wide: `ptmlUninit` runs only when the last `TangLib` of this process goes,
+/// and only if one of them initialised it (a host that initialised PTML itself keeps it).
+static PTML_USERS: std::sync::Mutex<(usize, bool)> = std::sync::Mutex::new((0, false));
 
 fn open(path: &Path) -> Result<Library, LoadError> {
     // SAFETY: loading a shared library runs its constructors; the vendor runtime (or the
@@ -170,6 +175,7 @@ impl TangLib {
             ipc_close: required(l, p, "tangIpcCloseMemHandle")?,
             stream_create: required(l, p, "tangStreamCreateWithFlags")?,
             stream_destroy: required(l, p, "tangStreamDestroy")?,
+            stream_sync: optional(l, "tangStreamSynchronize"),
             event_create: required(l, p, "tangEventCreateWithFlags")?,
             event_record: required(l, p, "tangEventRecord")?,
             event_query: required(l, p, "tangEventQuery")?,
@@ -177,6 +183,7 @@ impl TangLib {
             pci_bus_id: required(l, p, "tangDeviceGetPCIBusId")?,
             runtime_version: optional(l, "tangRuntimeGetVersion"),
         };
+        let mut users = PTML_USERS.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: resolved above with the documented signature; takes no arguments.
         let rc = unsafe { (ptml.init)() };
         if rc != 0 && rc != PTML_ERROR_ALREADY_INITIALIZED {
@@ -186,6 +193,9 @@ impl TangLib {
                 ptml_path.display()
             )));
         }
+        users.0 += 1;
+        users.1 |= rc == 0;
+        drop(users);
         // SAFETY: as above.
         let rc = unsafe { (ptml.enable_all)() };
         if rc != 0 {
@@ -216,9 +226,14 @@ impl TangLib {
 
 impl Drop for TangLib {
     fn drop(&mut self) {
-        if let Some(uninit) = self.ptml.uninit {
-            // SAFETY: resolved from PTML, which is still loaded (dropped after this body).
-            unsafe { uninit() };
+        let mut users = PTML_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        users.0 = users.0.saturating_sub(1);
+        if users.0 == 0 && users.1 {
+            users.1 = false;
+            if let Some(uninit) = self.ptml.uninit {
+                // SAFETY: resolved from PTML, which is still loaded (dropped after this body).
+                unsafe { uninit() };
+            }
         }
     }
 }
@@ -363,6 +378,10 @@ impl Runtime for TangLib {
         check("tangStreamDestroy", unsafe {
             (self.tang.stream_destroy)(p(stream))
         })
+    }
+    fn stream_synchronize(&self, stream: Handle) -> Option<RtResult<()>> {
+        let f = self.tang.stream_sync?;
+        Some(check("tangStreamSynchronize", unsafe { f(p(stream)) }))
     }
     fn event_create(&self, flags: u32) -> RtResult<Handle> {
         let mut e: *mut c_void = std::ptr::null_mut();

@@ -151,6 +151,10 @@ pub trait Runtime: Send + Sync {
     fn ipc_close(&self, ptr: u64) -> RtResult<()>;
     fn stream_create(&self, flags: u32) -> RtResult<Handle>;
     fn stream_destroy(&self, stream: Handle) -> RtResult<()>;
+    /// `tangStreamSynchronize`; `None` when the runtime does not provide it.
+    fn stream_synchronize(&self, _stream: Handle) -> Option<RtResult<()>> {
+        None
+    }
     fn event_create(&self, flags: u32) -> RtResult<Handle>;
     fn event_record(&self, event: Handle, stream: Handle) -> RtResult<()>;
     /// `Ok(true)` done, `Ok(false)` still running (600), `Err` anything else.

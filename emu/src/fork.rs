@@ -1,0 +1,42 @@
+//! Fork safety: a lock held by another thread at `fork` would stay locked forever in the child
+//! (that thread does not exist there). Before a fork the process-wide locks are taken, in the
+//! order the rest of the emulator nests them (global maps first, then the per-device, per-stream,
+//! per-event and per-port locks inside them), and released again in parent and child.
+//! Stream worker threads are restarted lazily in the child (see `stream.rs`).
+
+use crate::state::try_emu;
+use std::any::Any;
+use std::cell::RefCell;
+
+thread_local! {
+    static HELD: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+}
+
+extern "C" fn prepare() {
+    let _ = std::panic::catch_unwind(|| {
+        let mut held: Vec<Box<dyn Any>> = Vec::new();
+        if let Some(e) = try_emu() {
+            e.lock_all_for_fork(&mut held);
+        }
+        held.push(crate::faults::lock_for_fork());
+        held.extend(crate::counters::lock_for_fork());
+        let _ = HELD.try_with(|h| *h.borrow_mut() = held);
+    });
+}
+
+extern "C" fn release() {
+    let _ = std::panic::catch_unwind(|| {
+        // Release in reverse order of acquisition.
+        let _ = HELD.try_with(|h| {
+            let mut h = h.borrow_mut();
+            while let Some(g) = h.pop() {
+                drop(g);
+            }
+        });
+    });
+}
+
+/// Registers the handlers (once per process; children inherit them).
+pub fn register() {
+    unsafe { libc::pthread_atfork(Some(prepare), Some(release), Some(release)) };
+}
