@@ -1,0 +1,553 @@
+// sunrise-link: SunriseLinkTransport for Mooncake TENT, over the C ABI of libsunrise_link.so.
+//
+// Everything that moves data lives in the library; this file only adapts TENT's types:
+// requests, statuses, buffer descriptors, the segment manager (remote lookups), glog (logs)
+// and SubBatch::notifyProgress (progress). Library status codes are numbered as TENT's
+// Status::Code, so fromCode() is a plain switch.
+
+#include "tent/transport/sunrise_link/sunrise_link_transport.h"
+
+#include <glog/logging.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "sunrise_link_loader.h"
+#include "tent/common/config.h"
+#include "tent/runtime/segment.h"
+#include "tent/runtime/segment_manager.h"
+#include "tent/thirdparty/nlohmann/json.h"
+
+namespace mooncake {
+namespace tent {
+
+namespace {
+
+using sunrise_link_cpp::copyFixed;
+using sunrise_link_cpp::isDeviceLocation;
+
+// The slots this adapter calls; the library must fill them (the notification slots are
+// optional). Checked against the struct_size the library reports.
+constexpr size_t kRequiredTableSize =
+    offsetof(sunrise_link_transport_plugin_t, stats_get) +
+    sizeof(static_cast<sunrise_link_transport_plugin_t*>(nullptr)->stats_get);
+
+bool requiredSlotsPresent(const sunrise_link_transport_plugin_t& t, std::string* missing) {
+#define SUNRISE_LINK_CHECK_SLOT(slot) \
+    if (!t.slot) {                    \
+        *missing = #slot;             \
+        return false;                 \
+    }
+    SUNRISE_LINK_CHECK_SLOT(name)
+    SUNRISE_LINK_CHECK_SLOT(version)
+    SUNRISE_LINK_CHECK_SLOT(last_error)
+    SUNRISE_LINK_CHECK_SLOT(create)
+    SUNRISE_LINK_CHECK_SLOT(destroy)
+    SUNRISE_LINK_CHECK_SLOT(install)
+    SUNRISE_LINK_CHECK_SLOT(uninstall)
+    SUNRISE_LINK_CHECK_SLOT(capabilities_get)
+    SUNRISE_LINK_CHECK_SLOT(bandwidth_get)
+    SUNRISE_LINK_CHECK_SLOT(sub_batch_allocate)
+    SUNRISE_LINK_CHECK_SLOT(sub_batch_free)
+    SUNRISE_LINK_CHECK_SLOT(sub_batch_size)
+    SUNRISE_LINK_CHECK_SLOT(submit)
+    SUNRISE_LINK_CHECK_SLOT(task_status_get)
+    SUNRISE_LINK_CHECK_SLOT(task_cancel)
+    SUNRISE_LINK_CHECK_SLOT(task_error_get)
+    SUNRISE_LINK_CHECK_SLOT(buffer_add)
+    SUNRISE_LINK_CHECK_SLOT(buffer_remove)
+    SUNRISE_LINK_CHECK_SLOT(segment_invalidate)
+    SUNRISE_LINK_CHECK_SLOT(stats_get)
+#undef SUNRISE_LINK_CHECK_SLOT
+    return true;
+}
+
+TransferStatusEnum toTransferStatus(int32_t s) {
+    switch (s) {
+        case SUNRISE_LINK_TASK_INITIAL:
+            return INITIAL;
+        case SUNRISE_LINK_TASK_PENDING:
+            return PENDING;
+        case SUNRISE_LINK_TASK_INVALID:
+            return INVALID;
+        case SUNRISE_LINK_TASK_CANCELED:
+            return CANCELED;
+        case SUNRISE_LINK_TASK_COMPLETED:
+            return COMPLETED;
+        case SUNRISE_LINK_TASK_TIMEOUT:
+            return TIMEOUT;
+        default:
+            return FAILED;
+    }
+}
+
+// The handle of a SUNRISE_LINK buffer: our own transport attribute first (other transports
+// registered after us may have overwritten the shared shm_path, e.g. SHM with a POSIX shm
+// name), else shm_path as written by upstream peers.
+const std::string& sunriseHandleOf(const BufferDesc& desc) {
+    auto it = desc.transport_attrs.find(SUNRISE_LINK);
+    if (it != desc.transport_attrs.end() && !it->second.empty()) return it->second;
+    return desc.shm_path;
+}
+
+bool listsSunriseLink(const BufferDesc& desc) {
+    return std::find(desc.transports.begin(), desc.transports.end(), SUNRISE_LINK) !=
+           desc.transports.end();
+}
+
+}  // namespace
+
+size_t SunriseLinkSubBatch::size() const {
+    uint64_t n = 0;
+    if (!owner || !owner->handle_ ||
+        owner->api_.sub_batch_size(owner->handle_, handle, &n) != SUNRISE_LINK_OK) {
+        return 0;
+    }
+    return static_cast<size_t>(n);
+}
+
+SunriseLinkTransport::SunriseLinkTransport() = default;
+
+SunriseLinkTransport::~SunriseLinkTransport() { uninstall(); }
+
+Status SunriseLinkTransport::fromCode(int32_t rc, const std::string& what) const {
+    if (rc == SUNRISE_LINK_OK) return Status::OK();
+    std::string msg = "sunrise_link: " + what;
+    const char* detail = api_.last_error ? api_.last_error() : nullptr;
+    if (detail && *detail) msg += ": " + std::string(detail);
+    switch (rc) {
+        case 1:
+            return Status::InvalidArgument(msg);
+        case 2:
+            return Status::TooManyRequests(msg);
+        case 3:
+            return Status::AddressNotRegistered(msg);
+        case 4:
+            return Status::DeviceNotFound(msg);
+        case 5:
+            return Status::InvalidEntry(msg);
+        case 6:
+            return Status::InvalidMetadataType(msg);
+        case 7:
+            return Status::NeedsRefreshCache(msg);
+        case 100:
+            return Status::RdmaError(msg);
+        case 101:
+            return Status::CudaError(msg);
+        case 131:
+            return Status::MetadataError(msg);
+        case 132:
+            return Status::RpcServiceError(msg);
+        case 133:
+            return Status::MalformedJson(msg);
+        case 200:
+            return Status::NotImplemented(msg);
+        case 199:
+            return Status::InternalError(msg);
+        default:
+            return Status::InternalError(msg + " (unknown status code " +
+                                         std::to_string(rc) + ")");
+    }
+}
+
+SunriseLinkSubBatch* SunriseLinkTransport::checkedBatch(SubBatchRef batch) const {
+    auto* b = dynamic_cast<SunriseLinkSubBatch*>(batch);
+    if (!b || b->owner != this) return nullptr;
+    return b;
+}
+
+// ---------------------------------------------------------------------------------------
+// Host callbacks
+
+int32_t SunriseLinkTransport::lookupRemoteBuffer(void* user_data, uint64_t segment_id,
+                                                 uint64_t addr, uint64_t length,
+                                                 int32_t refresh,
+                                                 sunrise_link_remote_buffer_t* out) {
+    auto* self = static_cast<SunriseLinkTransport*>(user_data);
+    if (!self || !out || !self->metadata_) return SUNRISE_LINK_INVALID_ARGUMENT;
+    try {
+        auto& manager = self->metadata_->segmentManager();
+        if (refresh && segment_id != LOCAL_SEGMENT_ID) manager.invalidateRemote(segment_id);
+        sunrise_link_remote_buffer_t found{};
+        Status s = manager.withCachedSegment(segment_id, [&](SegmentDesc* desc) -> Status {
+            if (!desc) return Status::InvalidEntry("segment has no descriptor");
+            BufferDesc* buf = desc->findBuffer(addr, length);
+            if (!buf) {
+                return Status::NeedsRefreshCache("no registered buffer holds the range");
+            }
+            const std::string& handle = sunriseHandleOf(*buf);
+            if (!listsSunriseLink(*buf) || handle.empty()) {
+                return Status::NeedsRefreshCache("buffer is not registered with sunrise_link");
+            }
+            found.base = buf->addr;
+            found.length = buf->length;
+            if (!copyFixed(found.location, buf->location) ||
+                !copyFixed(found.shm_path, handle) ||
+                !copyFixed(found.machine_id, desc->machine_id)) {
+                return Status::InvalidEntry("buffer descriptor field too long");
+            }
+            return Status::OK();
+        });
+        if (!s.ok()) {
+            VLOG(1) << "[sunrise_link] lookup of segment " << segment_id << " addr 0x"
+                    << std::hex << addr << std::dec << "+" << length << ": " << s.ToString();
+            return static_cast<int32_t>(s.code());
+        }
+        *out = found;
+        return SUNRISE_LINK_OK;
+    } catch (const std::exception& e) {
+        LOG(ERROR) << "[sunrise_link] lookup of segment " << segment_id << " failed: "
+                   << e.what();
+        return SUNRISE_LINK_INTERNAL_ERROR;
+    } catch (...) {
+        return SUNRISE_LINK_INTERNAL_ERROR;
+    }
+}
+
+void SunriseLinkTransport::logLine(void*, int32_t level, const char* msg) {
+    if (!msg) return;
+    switch (level) {
+        case SUNRISE_LINK_LOG_ERROR:
+            LOG(ERROR) << "[sunrise_link] " << msg;
+            break;
+        case SUNRISE_LINK_LOG_WARN:
+            LOG(WARNING) << "[sunrise_link] " << msg;
+            break;
+        case SUNRISE_LINK_LOG_INFO:
+            LOG(INFO) << "[sunrise_link] " << msg;
+            break;
+        case SUNRISE_LINK_LOG_DEBUG:
+            VLOG(1) << "[sunrise_link] " << msg;
+            break;
+        default:
+            VLOG(2) << "[sunrise_link] " << msg;
+            break;
+    }
+}
+
+void SunriseLinkTransport::notifyProgress(void* user_data, uint64_t progress_token) {
+    auto* self = static_cast<SunriseLinkTransport*>(user_data);
+    if (!self) return;
+    std::shared_lock<std::shared_mutex> lock(self->progress_mutex_);
+    auto it = self->progress_table_.find(progress_token);
+    if (it != self->progress_table_.end()) it->second->notifyProgress();
+}
+
+// ---------------------------------------------------------------------------------------
+// Install / uninstall
+
+Status SunriseLinkTransport::install(std::string& local_segment_name,
+                                     std::shared_ptr<ControlService> metadata,
+                                     std::shared_ptr<Topology> local_topology,
+                                     std::shared_ptr<Config> conf) {
+    (void)local_segment_name;
+    (void)local_topology;
+    if (installed_.load()) {
+        return Status::InvalidArgument("sunrise_link: already installed" LOC_MARK);
+    }
+    if (!metadata) {
+        return Status::InvalidArgument("sunrise_link: install without a control service");
+    }
+
+    std::string configured;
+    std::string config_json;
+    bool have_subtree = false;
+    if (conf) {
+        configured = conf->get(sunrise_link_cpp::kLibraryPathKey, "");
+        have_subtree = conf->dumpSubtree("transports/sunrise_link", &config_json);
+    }
+
+    sunrise_link_cpp::Library lib;
+    std::string why;
+    if (!sunrise_link_cpp::openLibrary(configured, &lib, &why)) {
+        return Status::InternalError(why);
+    }
+    int32_t (*plugin_get)(sunrise_link_transport_plugin_t*) = nullptr;
+    if (!sunrise_link_cpp::resolve(lib, "sunrise_link_transport_plugin_get", &plugin_get,
+                                   &why)) {
+        return Status::InternalError("sunrise_link: " + why);
+    }
+    sunrise_link_transport_plugin_t table{};
+    table.struct_size = sizeof(table);
+    int32_t rc = plugin_get(&table);
+    if (rc != SUNRISE_LINK_OK) {
+        return Status::InternalError("sunrise_link: " + lib.origin +
+                                     ": sunrise_link_transport_plugin_get returned " +
+                                     std::to_string(rc));
+    }
+    if (table.abi_version < 1 || table.struct_size < kRequiredTableSize) {
+        return Status::InternalError(
+            "sunrise_link: " + lib.origin + " has ABI version " +
+            std::to_string(table.abi_version) + " and a plugin table of " +
+            std::to_string(table.struct_size) + " bytes; this adapter needs ABI version >= 1 "
+            "with at least " + std::to_string(kRequiredTableSize) + " bytes");
+    }
+    std::string missing;
+    if (!requiredSlotsPresent(table, &missing)) {
+        return Status::InternalError("sunrise_link: " + lib.origin +
+                                     ": plugin table slot '" + missing + "' is NULL");
+    }
+    api_ = table;
+
+    // The config subtree minus our own key (the library warns about keys it does not know).
+    const char* json_arg = nullptr;
+    if (have_subtree) {
+        try {
+            auto j = nlohmann::json::parse(config_json);
+            if (j.is_object()) j.erase("library_path");
+            config_json = j.dump();
+            json_arg = config_json.c_str();
+        } catch (const std::exception& e) {
+            return Status::MalformedJson(std::string("sunrise_link: config subtree: ") +
+                                         e.what());
+        }
+    }
+
+    metadata_ = std::move(metadata);
+    conf_ = std::move(conf);
+    {
+        auto local = metadata_->segmentManager().getLocal();
+        local_machine_id_ = local ? local->machine_id : std::string();
+    }
+
+    sunrise_link_host_callbacks_t cb{};
+    cb.abi_version = SUNRISE_LINK_ABI_VERSION;
+    cb.struct_size = sizeof(cb);
+    cb.user_data = this;
+    cb.lookup_remote_buffer = &SunriseLinkTransport::lookupRemoteBuffer;
+    cb.log = &SunriseLinkTransport::logLine;
+    cb.notify_progress = &SunriseLinkTransport::notifyProgress;
+    cb.local_machine_id = local_machine_id_.c_str();
+
+    sunrise_link_transport_t* t = nullptr;
+    rc = api_.create(&cb, &t);
+    if (rc != SUNRISE_LINK_OK || !t) {
+        Status s = fromCode(rc ? rc : SUNRISE_LINK_INTERNAL_ERROR, "create");
+        metadata_.reset();
+        return s;
+    }
+    rc = api_.install(t, json_arg);
+    if (rc != SUNRISE_LINK_OK) {
+        Status s = fromCode(rc, "install (" + lib.origin + ")");
+        api_.destroy(t);
+        metadata_.reset();
+        return s;
+    }
+    rc = api_.capabilities_get(t, &lib_caps_);
+    if (rc != SUNRISE_LINK_OK) {
+        Status s = fromCode(rc, "capabilities");
+        api_.destroy(t);
+        metadata_.reset();
+        return s;
+    }
+    caps.dram_to_dram = lib_caps_.dram_to_dram != 0;
+    caps.dram_to_gpu = lib_caps_.dram_to_gpu != 0;
+    caps.gpu_to_dram = lib_caps_.gpu_to_dram != 0;
+    caps.gpu_to_gpu = lib_caps_.gpu_to_gpu != 0;
+    caps.dram_to_file = lib_caps_.dram_to_file != 0;
+    caps.gpu_to_file = lib_caps_.gpu_to_file != 0;
+
+    handle_ = t;
+    library_origin_ = lib.origin;
+    installed_.store(true);
+    LOG(INFO) << "Transport sunrise_link: library " << api_.version() << " loaded from "
+              << library_origin_;
+    return Status::OK();
+}
+
+Status SunriseLinkTransport::uninstall() {
+    if (!installed_.exchange(false)) return Status::OK();
+    int32_t rc = api_.uninstall(handle_);
+    Status s = fromCode(rc, "uninstall");
+    api_.destroy(handle_);
+    handle_ = nullptr;
+    {
+        std::unique_lock<std::shared_mutex> lock(progress_mutex_);
+        progress_table_.clear();
+    }
+    metadata_.reset();
+    conf_.reset();
+    caps = Capabilities{};
+    return s;
+}
+
+// ---------------------------------------------------------------------------------------
+// Sub-batches, submit, poll, cancel
+
+Status SunriseLinkTransport::allocateSubBatch(SubBatchRef& batch, size_t max_size) {
+    if (!installed_.load()) {
+        return Status::InvalidArgument("sunrise_link: not installed" LOC_MARK);
+    }
+    auto* b = new SunriseLinkSubBatch(this, max_size);
+    b->progress_token = next_progress_token_.fetch_add(1);
+    int32_t rc = api_.sub_batch_allocate(handle_, max_size, b->progress_token, &b->handle);
+    if (rc != SUNRISE_LINK_OK) {
+        delete b;
+        return fromCode(rc, "sub-batch allocate (" + std::to_string(max_size) + " tasks)");
+    }
+    {
+        std::unique_lock<std::shared_mutex> lock(progress_mutex_);
+        progress_table_[b->progress_token] = b;
+    }
+    batch = b;
+    return Status::OK();
+}
+
+Status SunriseLinkTransport::freeSubBatch(SubBatchRef& batch) {
+    auto* b = checkedBatch(batch);
+    if (!b) return Status::InvalidArgument("sunrise_link: not a sunrise_link sub-batch");
+    {
+        std::unique_lock<std::shared_mutex> lock(progress_mutex_);
+        progress_table_.erase(b->progress_token);
+    }
+    Status s = Status::OK();
+    if (installed_.load()) s = fromCode(api_.sub_batch_free(handle_, b->handle), "sub-batch free");
+    delete b;
+    batch = nullptr;
+    return s;
+}
+
+Status SunriseLinkTransport::submitTransferTasks(SubBatchRef batch,
+                                                 const std::vector<Request>& request_list) {
+    auto* b = checkedBatch(batch);
+    if (!b) return Status::InvalidArgument("sunrise_link: not a sunrise_link sub-batch");
+    if (!installed_.load()) return Status::InvalidArgument("sunrise_link: not installed");
+    thread_local std::vector<sunrise_link_request_t> reqs;
+    reqs.clear();
+    reqs.reserve(request_list.size());
+    for (const auto& r : request_list) {
+        sunrise_link_request_t q{};
+        q.opcode = r.opcode == Request::WRITE ? SUNRISE_LINK_OP_WRITE : SUNRISE_LINK_OP_READ;
+        q.source = r.source;
+        q.target_id = r.target_id;
+        q.target_offset = r.target_offset;
+        q.length = r.length;
+        reqs.push_back(q);
+    }
+    return fromCode(api_.submit(handle_, b->handle, reqs.data(), reqs.size()), "submit");
+}
+
+Status SunriseLinkTransport::getTransferStatus(SubBatchRef batch, int task_id,
+                                               TransferStatus& status) {
+    auto* b = checkedBatch(batch);
+    if (!b) return Status::InvalidArgument("sunrise_link: not a sunrise_link sub-batch");
+    if (!installed_.load()) return Status::InvalidArgument("sunrise_link: not installed");
+    if (task_id < 0) return Status::InvalidArgument("sunrise_link: negative task id");
+    sunrise_link_task_status_t st{};
+    int32_t rc = api_.task_status_get(handle_, b->handle, static_cast<uint64_t>(task_id), &st);
+    if (rc != SUNRISE_LINK_OK) {
+        return fromCode(rc, "status of task " + std::to_string(task_id));
+    }
+    status.s = toTransferStatus(st.status);
+    status.transferred_bytes = static_cast<size_t>(st.transferred_bytes);
+    if (status.s == FAILED && VLOG_IS_ON(1)) {
+        char msg[512] = {0};
+        if (api_.task_error_get(handle_, b->handle, static_cast<uint64_t>(task_id), msg,
+                                sizeof(msg)) == SUNRISE_LINK_OK) {
+            VLOG(1) << "[sunrise_link] task " << task_id << " failed: " << msg;
+        }
+    }
+    return Status::OK();
+}
+
+bool SunriseLinkTransport::supportsCancellation() const {
+    return installed_.load() && lib_caps_.supports_cancellation != 0;
+}
+
+Status SunriseLinkTransport::cancelTransferTask(SubBatchRef batch, int task_id) {
+    auto* b = checkedBatch(batch);
+    if (!b) return Status::InvalidArgument("sunrise_link: not a sunrise_link sub-batch");
+    if (!installed_.load()) return Status::InvalidArgument("sunrise_link: not installed");
+    if (task_id < 0) return Status::InvalidArgument("sunrise_link: negative task id");
+    return fromCode(api_.task_cancel(handle_, b->handle, static_cast<uint64_t>(task_id)),
+                    "cancel task " + std::to_string(task_id));
+}
+
+// ---------------------------------------------------------------------------------------
+// Memory registration
+
+Status SunriseLinkTransport::addMemoryBuffer(BufferDesc& desc, const MemoryOptions& options) {
+    (void)options;
+    if (!installed_.load()) return Status::InvalidArgument("sunrise_link: not installed");
+    char handle[SUNRISE_LINK_SHM_PATH_LEN] = {0};
+    int32_t rc = api_.buffer_add(handle_, reinterpret_cast<void*>(desc.addr), desc.length,
+                                 desc.location.c_str(), handle, sizeof(handle));
+    if (rc != SUNRISE_LINK_OK) {
+        return fromCode(rc, "register buffer at " + desc.location);
+    }
+    // Only device memory is reachable by peers; host buffers stay local (recorded by the
+    // library for local copies) and are not advertised.
+    if (isDeviceLocation(desc.location) && handle[0] != '\0') {
+        desc.shm_path = handle;
+        desc.transport_attrs[SUNRISE_LINK] = handle;
+        if (!listsSunriseLink(desc)) desc.transports.push_back(SUNRISE_LINK);
+    }
+    return Status::OK();
+}
+
+Status SunriseLinkTransport::addMemoryBuffer(std::vector<BufferDesc>& desc_list,
+                                             const MemoryOptions& options) {
+    Status first = Status::OK();
+    for (auto& desc : desc_list) {
+        Status s = addMemoryBuffer(desc, options);
+        if (!s.ok() && first.ok()) first = s;
+    }
+    return first;
+}
+
+Status SunriseLinkTransport::removeMemoryBuffer(BufferDesc& desc) {
+    if (!installed_.load()) return Status::OK();
+    int32_t rc = api_.buffer_remove(handle_, reinterpret_cast<void*>(desc.addr), desc.length);
+    auto attr = desc.transport_attrs.find(SUNRISE_LINK);
+    if (attr != desc.transport_attrs.end()) {
+        if (desc.shm_path == attr->second) desc.shm_path.clear();
+        desc.transport_attrs.erase(attr);
+    }
+    // TENT calls this on every installed transport at teardown, also for buffers that were
+    // never registered here.
+    if (rc == SUNRISE_LINK_ADDRESS_NOT_REGISTERED) return Status::OK();
+    return fromCode(rc, "unregister buffer");
+}
+
+// ---------------------------------------------------------------------------------------
+// Notifications, bandwidth, segment invalidation
+
+bool SunriseLinkTransport::supportNotification() const {
+    // ABI v1 defines the slots but not the layout of received notifications, and the
+    // library reports supports_notification = 0 with both slots NULL.
+    return installed_.load() && lib_caps_.supports_notification != 0 &&
+           api_.notification_send && api_.notification_receive && api_.abi_version > 1;
+}
+
+Status SunriseLinkTransport::sendNotification(SegmentID target_id, const Notification& notify) {
+    if (!installed_.load() || !api_.notification_send) {
+        return Status::NotImplemented("sunrise_link: notifications are not supported" LOC_MARK);
+    }
+    return fromCode(api_.notification_send(handle_, target_id, notify.name.c_str(),
+                                           notify.msg.c_str()),
+                    "send notification");
+}
+
+Status SunriseLinkTransport::receiveNotification(std::vector<Notification>& notify_list) {
+    (void)notify_list;
+    return Status::NotImplemented("sunrise_link: notifications are not supported" LOC_MARK);
+}
+
+double SunriseLinkTransport::getEstimatedBandwidth() const {
+    if (!installed_.load()) return -1.0;
+    double bw = -1.0;
+    if (api_.bandwidth_get(handle_, &bw) != SUNRISE_LINK_OK) return -1.0;
+    return bw;
+}
+
+Status SunriseLinkTransport::invalidateSegment(SegmentID target_id) {
+    if (!installed_.load()) return Status::InvalidArgument("sunrise_link: not installed");
+    return fromCode(api_.segment_invalidate(handle_, target_id), "invalidate segment");
+}
+
+}  // namespace tent
+}  // namespace mooncake

@@ -1,0 +1,158 @@
+// sunrise-link: SunrisePlatform for Mooncake TENT, over the device plugin of
+// libsunrise_link.so (TENT's device_plugin_t ABI, registered by tent_register_device_plugin).
+
+#include "tent/platform/sunrise.h"
+
+#include <glog/logging.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "sunrise_link_loader.h"
+#include "tent/runtime/topology.h"
+
+namespace mooncake {
+namespace tent {
+
+SunrisePlatform::SunrisePlatform(std::shared_ptr<Config> config)
+    : conf(config), host_(config) {}
+
+SunrisePlatform::~SunrisePlatform() {
+    if (plugin_ && plugin_ctx_ && plugin_->destroy_plugin) {
+        plugin_->destroy_plugin(plugin_ctx_);
+    }
+}
+
+bool SunrisePlatform::devices() {
+    std::call_once(load_once_, [this] {
+        std::string configured;
+        if (conf) configured = conf->get(sunrise_link_cpp::kLibraryPathKey, "");
+        sunrise_link_cpp::Library lib;
+        std::string why;
+        if (!sunrise_link_cpp::openLibrary(configured, &lib, &why)) {
+            unavailable_reason_ = why;
+        } else {
+            int (*reg)(sunrise_link_device_plugin_t*) = nullptr;
+            auto plugin = std::make_unique<sunrise_link_device_plugin_t>();
+            std::memset(plugin.get(), 0, sizeof(*plugin));
+            if (!sunrise_link_cpp::resolve(lib, "tent_register_device_plugin", &reg, &why)) {
+                unavailable_reason_ = why;
+            } else if (reg(plugin.get()) != 0) {
+                unavailable_reason_ = "tent_register_device_plugin failed in " + lib.origin;
+            } else if (!plugin->create_plugin || !plugin->destroy_plugin || !plugin->alloc ||
+                       !plugin->free || !plugin->memcpy_sync || !plugin->query_location ||
+                       !plugin->get_device_count) {
+                unavailable_reason_ = "device plugin of " + lib.origin + " lacks a function";
+            } else {
+                void* ctx = plugin->create_plugin();
+                if (!ctx) {
+                    const char* (*last_error)(void) = nullptr;
+                    std::string detail;
+                    std::string ignored;
+                    if (sunrise_link_cpp::resolve(lib, "sunrise_link_last_error", &last_error,
+                                                  &ignored) &&
+                        last_error && last_error()) {
+                        detail = last_error();
+                    }
+                    unavailable_reason_ = "device plugin of " + lib.origin +
+                                          " could not start the Tang runtime" +
+                                          (detail.empty() ? "" : ": " + detail);
+                } else {
+                    plugin_ctx_ = ctx;
+                    plugin_ = std::move(plugin);
+                }
+            }
+        }
+        if (!plugin_) {
+            LOG(WARNING) << "Sunrise platform: no Tang devices available ("
+                         << unavailable_reason_ << "); using host memory only";
+        }
+    });
+    return plugin_ != nullptr;
+}
+
+std::string SunrisePlatform::deviceLocation(void* addr, size_t len) {
+    if (!addr || !devices()) return std::string();
+    sunrise_link_location_t loc[4];
+    std::memset(loc, 0, sizeof(loc));
+    int n = plugin_->query_location(plugin_ctx_, addr, len, loc, 4);
+    if (n <= 0) return std::string();
+    loc[0].location[sizeof(loc[0].location) - 1] = '\0';
+    return std::string(loc[0].location);
+}
+
+Status SunrisePlatform::probe(std::vector<Topology::NicEntry>& nic_list,
+                              std::vector<Topology::MemEntry>& mem_list) {
+    Status s = host_.probe(nic_list, mem_list);
+    if (!s.ok()) return s;
+    if (!devices()) return Status::OK();
+    int count = plugin_->get_device_count(plugin_ctx_);
+    if (count <= 0) return Status::OK();
+    for (int i = 0; i < count; ++i) {
+        Topology::MemEntry entry;
+        entry.name = "cuda:" + std::to_string(i);
+        entry.numa_node = -1;
+        entry.type = Topology::MEM_CUDA;
+        if (plugin_->get_device_pci_bus_id) {
+            char bus_id[64] = {0};
+            if (plugin_->get_device_pci_bus_id(plugin_ctx_, i, bus_id, sizeof(bus_id)) == 0) {
+                entry.pci_bus_id = bus_id;
+            }
+        }
+        for (int nic = 0; nic < static_cast<int>(nic_list.size()); ++nic) {
+            entry.device_list[2].push_back(nic);
+        }
+        mem_list.push_back(std::move(entry));
+    }
+    return Status::OK();
+}
+
+Status SunrisePlatform::allocate(void** pptr, size_t size, MemoryOptions& options) {
+    if (!sunrise_link_cpp::isDeviceLocation(options.location)) {
+        return host_.allocate(pptr, size, options);
+    }
+    if (!devices()) {
+        return Status::DeviceNotFound("Sunrise platform: cannot allocate at " +
+                                      options.location + ": " + unavailable_reason_);
+    }
+    if (plugin_->alloc(plugin_ctx_, pptr, size, options.location.c_str()) != 0) {
+        return Status::CudaError("Sunrise platform: allocating " + std::to_string(size) +
+                                 " bytes at " + options.location + " failed");
+    }
+    return Status::OK();
+}
+
+Status SunrisePlatform::free(void* ptr, size_t size) {
+    if (!ptr) return Status::OK();
+    if (deviceLocation(ptr, size).empty()) return host_.free(ptr, size);
+    if (plugin_->free(plugin_ctx_, ptr, size) != 0) {
+        return Status::CudaError("Sunrise platform: freeing device memory failed");
+    }
+    return Status::OK();
+}
+
+Status SunrisePlatform::copy(void* dst, void* src, size_t length) {
+    if (!devices()) return host_.copy(dst, src, length);
+    if (plugin_->memcpy_sync(plugin_ctx_, dst, src, length) != 0) {
+        return Status::CudaError("Sunrise platform: copy of " + std::to_string(length) +
+                                 " bytes failed");
+    }
+    return Status::OK();
+}
+
+MemoryType SunrisePlatform::getMemoryType(void* addr) {
+    return deviceLocation(addr, 1).empty() ? MTYPE_CPU : MTYPE_CUDA;
+}
+
+const std::vector<RangeLocation> SunrisePlatform::getLocation(void* start, size_t len,
+                                                              bool skip_prefault) {
+    std::string loc = deviceLocation(start, len);
+    if (!loc.empty()) {
+        return {RangeLocation{reinterpret_cast<uint64_t>(start), len, loc}};
+    }
+    return host_.getLocation(start, len, skip_prefault);
+}
+
+}  // namespace tent
+}  // namespace mooncake
