@@ -18,7 +18,7 @@ BENCH_ENV  := MC_TANGRT_ROOT=$(EMU_ROOT_ABS) SUNRISE_LINK_LIB=$(abspath target/r
 # The main job: same-device and peer-device, write and read, 4K..16M, with baselines.
 BENCH_ARGS ?=
 
-.PHONY: all emu lib examples lint test test-rust test-c test-examples test-reliability bench demo clean
+.PHONY: all emu lib examples lint test test-rust test-c test-cpp test-examples test-reliability bench demo clean
 
 all: emu lib
 
@@ -44,6 +44,12 @@ test-c: emu lib
 	$(MAKE) -f emu/emu.mk test-c EMU_ROOT=$(EMU_ROOT_ABS)
 	@if [ -f tests/c/Makefile ]; then $(MAKE) -C tests/c test EMU_ROOT=$(EMU_ROOT_ABS); fi
 
+# The C++ side for TENT: the CMake package (install, find_package, add_subdirectory,
+# pkg-config), and the drop-ins compiled against a Mooncake checkout when MOONCAKE_SRC names
+# one (skipped with a note otherwise).
+test-cpp: lib
+	$(MAKE) -C tests/cpp test package
+
 # The examples and the bench, run briefly with data checks: single process, then a
 # target/initiator pair over IPC.
 test-examples: emu lib examples
@@ -61,7 +67,7 @@ test-reliability: emu lib
 	  echo "valgrind not found: leak check skipped (.ci/run installs it)"; \
 	fi
 
-test: lint test-rust test-c test-examples test-reliability
+test: lint test-rust test-c test-cpp test-examples test-reliability
 	@echo "make test: all suites passed"
 
 demo: emu
