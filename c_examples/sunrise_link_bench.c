@@ -59,6 +59,7 @@ typedef struct options {
   double port_latency_us;
   int ports;
   int striping;
+  int workers;
   char async_threshold[32];
   char lib_path[1024];
 } options;
@@ -118,6 +119,7 @@ static void usage(FILE *f) {
     "  --lib PATH            libsunrise_link.so to load (default: $SUNRISE_LINK_LIB, else\n"
     "                        target/release/libsunrise_link.so, else the dynamic linker path)\n"
     "  --striping            enable multi-port striping (enable_port_striping)\n"
+    "  --workers N           the library's copy threads (worker_threads; default: its own)\n"
     "  --async-threshold S   async_memcpy_threshold (e.g. 4MiB; plain numbers are KiB)\n"
     "  --port-gbps X         emulator link model: per-port bandwidth in GB/s (0 = none)\n"
     "  --port-latency-us X   emulator link model: per-copy latency per port in microseconds\n"
@@ -314,6 +316,9 @@ static void parse_options(int argc, char **argv) {
     } else if (strcmp(name, "--port-latency-us") == 0) {
       VALUE();
       if (parse_double(v, 0.0, &opt.port_latency_us) != 0) BAD();
+    } else if (strcmp(name, "--workers") == 0) {
+      VALUE();
+      if (parse_int(v, 1, 256, &opt.workers) != 0) BAD();
     } else if (strcmp(name, "--ports") == 0) {
       VALUE();
       if (parse_int(v, 1, 4, &opt.ports) != 0) BAD();
@@ -763,9 +768,13 @@ static void print_row(const case_spec *c, const char *path_name, const char *mem
 /* ---------- roles ---------- */
 
 static void build_config(char *out, size_t len) {
-  snprintf(out, len, "{\"enable_port_striping\":%s%s%s%s}", opt.striping ? "true" : "false",
-           opt.async_threshold[0] ? ",\"async_memcpy_threshold\":\"" : "",
-           opt.async_threshold, opt.async_threshold[0] ? "\"" : "");
+  int n = snprintf(out, len, "{\"enable_port_striping\":%s", opt.striping ? "true" : "false");
+  if (opt.async_threshold[0])
+    n += snprintf(out + n, len - (size_t)n, ",\"async_memcpy_threshold\":\"%s\"",
+                  opt.async_threshold);
+  if (opt.workers > 0)
+    n += snprintf(out + n, len - (size_t)n, ",\"worker_threads\":%d", opt.workers);
+  snprintf(out + n, len - (size_t)n, "}");
 }
 
 static void apply_link_model(void) {

@@ -27,7 +27,8 @@ pub struct Config {
     pub enable_port_striping: bool,
     /// `port_striping_min_size` in bytes (upstream: 4 MiB, fixed).
     pub port_striping_min_size: u64,
-    /// `worker_threads`: copy threads per transport.
+    /// `worker_threads`: copy threads per transport; 0 (the default) = chosen at install by
+    /// [`Config::resolve_workers`].
     pub worker_threads: usize,
     /// `runtime_lib_dir`: directory holding `libtangrt_shared.so` and `libptml_shared.so`;
     /// overrides the MC_TANGRT_* lookup.
@@ -43,12 +44,32 @@ impl Default for Config {
             async_memcpy_threshold: 0,
             enable_port_striping: false,
             port_striping_min_size: 4 * MIB,
-            worker_threads: 4,
+            worker_threads: 0,
             runtime_lib_dir: None,
             max_sub_batch_size: 1 << 20,
         }
     }
 }
+
+impl Config {
+    /// The copy threads to start: `worker_threads` when set; otherwise one per CPU, between 1
+    /// and 4 (a copy thread mostly waits for the device), and at least `striping_lanes` when
+    /// striping is on, so every lane of a striped copy has a thread.
+    pub fn resolve_workers(&self, cpus: usize, striping_lanes: usize) -> usize {
+        if self.worker_threads > 0 {
+            return self.worker_threads;
+        }
+        let auto = cpus.clamp(1, 4);
+        if self.enable_port_striping {
+            auto.max(striping_lanes.min(MAX_AUTO_LANE_WORKERS))
+        } else {
+            auto
+        }
+    }
+}
+
+/// Most workers started automatically for striping lanes (PTLink has 10 ports).
+const MAX_AUTO_LANE_WORKERS: usize = 10;
 
 /// Parses a size: a plain non-negative integer counts in `plain_unit` bytes; a string is a
 /// number with an optional unit B, KiB, MiB, GiB (also K/KB, M/MB, G/GB, all binary).
@@ -260,6 +281,20 @@ mod tests {
                 .max_sub_batch_size,
             MAX_SUB_BATCH_LIMIT
         );
+    }
+
+    #[test]
+    fn workers_default_to_the_cpus_and_the_striping_lanes() {
+        let c = Config::default();
+        assert_eq!(c.resolve_workers(2, 4), 2, "one per CPU");
+        assert_eq!(c.resolve_workers(1, 4), 1);
+        assert_eq!(c.resolve_workers(64, 4), 4);
+        let s = parse(r#"{"enable_port_striping": true}"#).unwrap();
+        assert_eq!(s.resolve_workers(2, 4), 4, "one thread per lane");
+        assert_eq!(s.resolve_workers(2, 0), 2);
+        assert_eq!(s.resolve_workers(2, 99), 10);
+        let fixed = parse(r#"{"worker_threads": 3}"#).unwrap();
+        assert_eq!(fixed.resolve_workers(64, 10), 3, "an explicit value wins");
     }
 
     #[test]

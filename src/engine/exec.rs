@@ -162,8 +162,10 @@ struct Queue {
 }
 
 impl Queue {
-    /// Wakes up to `added` sleeping workers.
+    /// Wakes up to `added` sleeping workers, less the one spinning (it takes a job without a
+    /// wake-up; if it stops spinning meanwhile, it looks at the queue before it sleeps).
     fn wake(&self, added: usize) {
+        let added = added.saturating_sub(self.spinners.load(Ordering::Acquire));
         let sleeping = self.sleepers.load(Ordering::Acquire);
         if added == 0 || sleeping == 0 {
             return;

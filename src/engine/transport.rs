@@ -74,7 +74,8 @@ impl Transport {
         if slot.is_some() {
             return Err(Error::invalid("transport is already installed"));
         }
-        let cfg = Config::load(config_json, &mut |m| log::warn!("{m}")).map_err(Error::invalid)?;
+        let mut cfg =
+            Config::load(config_json, &mut |m| log::warn!("{m}")).map_err(Error::invalid)?;
         if !cfg.enable {
             log::info!("transports/sunrise_link/enable is false; installing anyway on request");
         }
@@ -95,6 +96,8 @@ impl Transport {
             ));
         }
         let topo = Topology::detect(rt.as_ref(), device_count);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        cfg.worker_threads = cfg.resolve_workers(cpus, topo.max_ports());
         log::info!(
             "sunrise_link installed: {device_count} devices, {} linked device pairs, {} workers",
             topo.links(),
