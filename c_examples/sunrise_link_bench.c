@@ -92,7 +92,7 @@ static void usage(FILE *f) {
     "                        wait for the initiator; initiator: connect to --socket and run\n"
     "                        the cases against the target's buffers over IPC\n"
     "  --socket PATH         rendezvous socket (target prints it; default\n"
-    "                        /tmp/sunrise_link_bench.<pid>.sock)\n"
+    "                        $TMPDIR (or /tmp) + sunrise_link_bench.<pid>.sock)\n"
     "\n"
     "Cases (lists are comma-separated; every combination is a row):\n"
     "  --op LIST             write, read, mix (default write,read)\n"
@@ -223,7 +223,9 @@ static void parse_options(int argc, char **argv) {
   opt.baseline = 1;
   opt.ports = 1;
   opt.repeat = 1;
-  snprintf(opt.socket_path, sizeof opt.socket_path, "/tmp/sunrise_link_bench.%d.sock",
+  const char *tmp = getenv("TMPDIR");
+  if (tmp == NULL || *tmp == '\0' || strlen(tmp) > 60) tmp = "/tmp";
+  snprintf(opt.socket_path, sizeof opt.socket_path, "%s/sunrise_link_bench.%d.sock", tmp,
            (int)getpid());
 
   for (int i = 1; i < argc; i++) {
