@@ -429,6 +429,11 @@ fn registration_rules() {
             SUNRISE_LINK_DEVICE_NOT_FOUND
         );
         assert_eq!(x.remove(c), SUNRISE_LINK_ADDRESS_NOT_REGISTERED);
+        // A location naming another device than the one holding the memory.
+        let (code, msg) = x.add(c, 4096, "cuda:1").unwrap_err();
+        assert_eq!(code, SUNRISE_LINK_INVALID_ARGUMENT, "{msg}");
+        assert!(msg.contains("memory of device 0"), "{msg}");
+        assert_eq!(x.remove(c), SUNRISE_LINK_ADDRESS_NOT_REGISTERED);
         assert_eq!(x.remove(sub), 0);
         assert_eq!(x.remove(sub), SUNRISE_LINK_ADDRESS_NOT_REGISTERED);
         let _ = x.host.notifies.load(Ordering::SeqCst);

@@ -260,9 +260,16 @@ impl Transport {
             // The handle names the whole allocation and a peer maps it at its base, so an
             // address inside an allocation would reach the wrong bytes on the peer. The byte
             // before `addr` belongs to the same allocation exactly when its handle is equal.
-            let (handle, before) = on_device(rt, idx, || {
+            // The runtime also says which device really holds the memory: a location naming
+            // another device would send every later copy down the wrong path.
+            let (handle, before, actual) = on_device(rt, idx, || {
                 let h = rt.ipc_get_handle(addr)?;
-                Ok((h, rt.ipc_get_handle(addr - 1).ok()))
+                let actual = rt
+                    .pointer_attributes(addr)
+                    .ok()
+                    .filter(|a| a.memory_type == MEMORY_TYPE_DEVICE)
+                    .map(|a| a.device);
+                Ok((h, rt.ipc_get_handle(addr - 1).ok(), actual))
             })
             .map_err(|e| {
                 Error::new(
@@ -273,6 +280,11 @@ impl Transport {
                     ),
                 )
             })?;
+            if let Some(d) = actual.filter(|&d| d != idx) {
+                return Err(Error::invalid(format!(
+                    "buffer {addr:#x} registered at {location:?} is memory of device {d}"
+                )));
+            }
             if before == Some(handle) {
                 return Err(Error::invalid(format!(
                     "buffer {addr:#x} ({location}) starts inside a larger device allocation; \
