@@ -603,9 +603,9 @@ fn spawn_peer() -> Peer {
     }
 }
 
-/// Starts 2000 reads and writes of 256 KiB against the peer over slow links, then lets
-/// `kill` end the peer; returns (completed, failed) once every task is terminal (bounded).
-fn transfers_while_peer_dies(emu: &Emu, kill: impl FnOnce(&mut Peer)) -> (usize, usize) {
+/// Submits 2000 reads and writes of 256 KiB against the peer over slow links while `kill`
+/// ends the peer on another thread; returns (completed, failed) once every task is terminal (bounded).
+fn transfers_while_peer_dies(emu: &Emu, kill: impl FnOnce(&mut Peer) + Send) -> (usize, usize) {
     let mut peer = spawn_peer();
     // Slow links (this process only), so transfers are still in flight when the peer dies.
     assert_eq!(emu.configure("[link_model]\nbandwidth = 2e9\n"), 0);
@@ -649,9 +649,15 @@ fn transfers_while_peer_dies(emu: &Emu, kill: impl FnOnce(&mut Peer)) -> (usize,
             req(op, local + off, 5, peer.base + off, chunk)
         })
         .collect();
-    assert_eq!(t.submit(h, &reqs), 0);
-    std::thread::sleep(Duration::from_millis(20));
-    kill(&mut peer);
+    // The copies run inside submit: the peer dies on another thread meanwhile.
+    std::thread::scope(|s| {
+        let killer = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            kill(&mut peer);
+        });
+        assert_eq!(t.submit(h, &reqs), 0);
+        killer.join().unwrap();
+    });
     let (mut done, mut failed) = (0, 0);
     for i in 1..=reqs.len() as u64 {
         match t.wait(h, i, WAIT).0 {

@@ -95,8 +95,8 @@ pub struct sunrise_link_remote_buffer_t {
 
 /// Looks up the remote buffer of `segment_id` holding `[addr, addr + length)` and fills
 /// `*out`. With `refresh` != 0 the host first drops its cached copy of the segment (TENT's
-/// `withCachedSegment` / NeedsRefreshCache). Returns a `SUNRISE_LINK_*` status. Called from
-/// the library's worker threads, only on a cache miss or a refresh.
+/// `withCachedSegment` / NeedsRefreshCache). Returns a `SUNRISE_LINK_*` status. Called on
+/// the thread that submits, only on a cache miss or a refresh.
 pub type sunrise_link_lookup_remote_buffer_fn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -112,8 +112,9 @@ pub type sunrise_link_lookup_remote_buffer_fn = Option<
 pub type sunrise_link_log_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, level: i32, msg: *const c_char)>;
 
-/// Called from a worker thread whenever a task of the sub-batch allocated with
-/// `progress_token` reaches a terminal state (TENT's `SubBatch::notifyProgress`).
+/// Called once per task of the sub-batch allocated with `progress_token` when it reaches a
+/// terminal state (TENT's `SubBatch::notifyProgress`): on the submitting thread for copies
+/// done inside submit, on the thread that reads the status of an asynchronous one.
 pub type sunrise_link_notify_progress_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, progress_token: u64)>;
 
@@ -173,7 +174,8 @@ pub struct sunrise_link_capabilities_t {
     pub gpu_to_gpu: u8,
     pub dram_to_file: u8,
     pub gpu_to_file: u8,
-    /// `cancel` stops tasks that have not started.
+    /// 1 if `task_cancel` can stop a task. This version reports 0: a task is carried out by
+    /// the submit that creates it, or is on the device when submit returns.
     pub supports_cancellation: u8,
     /// Always 0: notifications are not implemented (the table's slots are NULL).
     pub supports_notification: u8,
@@ -549,7 +551,7 @@ pub unsafe extern "C" fn sunrise_link_transport_destroy(t: *mut sunrise_link_tra
 
 /// Installs: parses the config (`config_json` = JSON text of TENT's `transports/sunrise_link`
 /// subtree; NULL = the TOML file named by `SUNRISE_LINK_CONFIG`, else defaults), loads the
-/// runtime, counts devices, detects topology, starts the workers. Failure leaves the transport
+/// runtime, counts devices, detects topology. No thread is started. Failure leaves the transport
 /// uninstalled with nothing leaked.
 ///
 /// # Safety
@@ -566,8 +568,9 @@ pub unsafe extern "C" fn sunrise_link_transport_install(
     })
 }
 
-/// Uninstalls: queued tasks fail, in-flight async copies are drained (bounded), every IPC
-/// mapping and stream is closed, the runtime is unloaded. Idempotent.
+/// Uninstalls: waits for calls still running on other threads and for asynchronous copies in
+/// flight (bounded; those still running then are FAILED), closes every IPC mapping, event and
+/// stream, unloads the runtime. Idempotent.
 ///
 /// # Safety
 /// `t` is a live handle.
@@ -586,8 +589,9 @@ pub unsafe extern "C" fn sunrise_link_transport_capabilities_get(
     out: *mut sunrise_link_capabilities_t,
 ) -> i32 {
     ffi_status!({
-        get(t)?;
+        let t = get(t)?;
         non_null(out, "out")?;
+        let cancellation = t.supports_cancellation();
         *out = sunrise_link_capabilities_t {
             dram_to_dram: 0,
             dram_to_gpu: 1,
@@ -595,7 +599,7 @@ pub unsafe extern "C" fn sunrise_link_transport_capabilities_get(
             gpu_to_gpu: 1,
             dram_to_file: 0,
             gpu_to_file: 0,
-            supports_cancellation: 1,
+            supports_cancellation: cancellation as u8,
             supports_notification: 0,
         };
         Ok(())
@@ -670,10 +674,13 @@ pub unsafe extern "C" fn sunrise_link_sub_batch_size(
     })
 }
 
-/// Appends one task per request (ids `size()` ... `size() + count - 1`) and queues them; never
-/// blocks on a copy. Fails only for a bad handle, an uninstalled transport or when the tasks
-/// do not fit (TooManyRequests, nothing appended); a request that cannot be carried out
-/// becomes a FAILED task.
+/// Appends one task per request (ids `size()` ... `size() + count - 1`) and carries them out
+/// on the calling thread: synchronous copies (below `async_memcpy_threshold`, the default) are
+/// terminal when this returns; asynchronous ones are on the transport's streams and end when
+/// a status query finds their event complete. Consecutive requests contiguous on both sides
+/// are copied with one runtime call. Fails only for a bad handle, an uninstalled transport or
+/// when the tasks do not fit (TooManyRequests, nothing appended); a request that cannot be
+/// carried out becomes a FAILED task.
 ///
 /// # Safety
 /// `t` is a live handle; `requests` points to `count` requests (may be NULL if `count` is 0).
@@ -729,7 +736,8 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Writes the status of task `task_id` (one atomic load).
+/// Writes the status of task `task_id` (one atomic load; for a task whose asynchronous copy
+/// is in flight, also one query of its event).
 ///
 /// # Safety
 /// `t` is a live handle; `out` is writable.
@@ -753,8 +761,9 @@ pub unsafe extern "C" fn sunrise_link_task_status_get(
     })
 }
 
-/// Cancels a task that has not started (it becomes CANCELED). A task that already reached
-/// the device runs to its end: then this returns OK and the status says what happened.
+/// Asks to cancel a task. This version cannot stop one (`supports_cancellation` is 0): every
+/// task has run, or its copy is on the device and runs to its end. Returns OK for a valid task
+/// and changes nothing; the status says what happened.
 ///
 /// # Safety
 /// `t` is a live handle.
