@@ -13,7 +13,7 @@ use super::stats::Path;
 use super::{Error, Result};
 use crate::tang::{Handle, Runtime, EVENT_DISABLE_TIMING, MAX_PHYTOPO_PORTS, STREAM_NON_BLOCKING};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -76,6 +76,8 @@ pub struct Async {
     /// Free events per device.
     events: Box<[Mutex<Vec<Handle>>]>,
     runs: Mutex<HashMap<Key, Run>>,
+    /// Number of entries in `runs` (read without the lock).
+    n_runs: AtomicUsize,
 }
 
 impl Async {
@@ -90,6 +92,7 @@ impl Async {
             created: Mutex::new(Vec::new()),
             events: (0..n).map(|_| Mutex::new(Vec::new())).collect(),
             runs: Mutex::new(HashMap::new()),
+            n_runs: AtomicUsize::new(0),
         }
     }
 
@@ -203,6 +206,7 @@ impl Async {
         let crowded = {
             let mut runs = lock(&self.runs);
             runs.insert(key(&batch, head), run);
+            self.n_runs.store(runs.len(), Ordering::Release);
             runs.len() > SWEEP_ABOVE
         };
         for (k, &want) in lens.iter().enumerate() {
@@ -279,7 +283,13 @@ impl Async {
         if !batch.slot(head).take_finish() {
             return;
         }
-        let Some(run) = lock(&self.runs).remove(&key(batch, head)) else {
+        let run = {
+            let mut runs = lock(&self.runs);
+            let r = runs.remove(&key(batch, head));
+            self.n_runs.store(runs.len(), Ordering::Release);
+            r
+        };
+        let Some(run) = run else {
             return;
         };
         self.end_run(ends, run, result);
@@ -320,6 +330,9 @@ impl Async {
 
     /// Finishes every run (of `only` this sub-batch, if given) whose copy is over.
     pub fn sweep(&self, ends: Ends<'_>, only: Option<&Arc<SubBatch>>) {
+        if self.n_runs.load(Ordering::Acquire) == 0 {
+            return;
+        }
         let keys: Vec<(Arc<SubBatch>, usize)> = lock(&self.runs)
             .values()
             .filter(|r| only.map_or(true, |b| Arc::ptr_eq(b, &r.batch)))
@@ -332,7 +345,7 @@ impl Async {
 
     /// Number of runs in flight.
     pub fn in_flight(&self) -> usize {
-        lock(&self.runs).len()
+        self.n_runs.load(Ordering::Acquire)
     }
 
     /// At uninstall: waits up to `limit` for the runs in flight; those still running then
@@ -347,7 +360,11 @@ impl Async {
                 backoff = (backoff * 2).min(Duration::from_millis(5));
             }
         }
-        let left: Vec<Run> = lock(&self.runs).drain().map(|(_, r)| r).collect();
+        let left: Vec<Run> = {
+            let mut runs = lock(&self.runs);
+            self.n_runs.store(0, Ordering::Release);
+            runs.drain().map(|(_, r)| r).collect()
+        };
         for run in left {
             if run.batch.slot(run.head).take_finish() {
                 self.end_run(

@@ -52,6 +52,27 @@ pub struct Local {
     pub region: Option<Region>,
 }
 
+impl Local {
+    /// A range inside the registered buffer `r`.
+    pub fn registered(r: Region, addr: u64) -> Local {
+        let mem = if r.device >= 0 {
+            Mem::Device {
+                dev: r.device,
+                addr,
+                bounded: true,
+            }
+        } else {
+            Mem::Host {
+                addr: addr.wrapping_add(r.host_delta),
+            }
+        };
+        Local {
+            mem,
+            region: Some(r),
+        }
+    }
+}
+
 /// Finds where a local range lives: the registry first (no runtime call), else the runtime's
 /// pointer attributes, else pageable host memory. A range that starts in a registered
 /// buffer must end in it. Unregistered device memory is checked by the runtime against its
@@ -67,21 +88,7 @@ pub fn locate(
     write: bool,
 ) -> Result<Local> {
     if let Some(r) = registry.lookup(addr, len) {
-        let mem = if r.device >= 0 {
-            Mem::Device {
-                dev: r.device,
-                addr,
-                bounded: true,
-            }
-        } else {
-            Mem::Host {
-                addr: addr.wrapping_add(r.host_delta),
-            }
-        };
-        return Ok(Local {
-            mem,
-            region: Some(r),
-        });
+        return Ok(Local::registered(r, addr));
     }
     let unregistered = |what: &str| {
         Error::new(

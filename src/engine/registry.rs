@@ -1,14 +1,13 @@
-//! Registered local memory: an ordered map from base address to region, so a lookup is
-//! O(log n) and needs no runtime call. The map is replaced copy-on-write when a buffer is
-//! added or removed (rare), so a lookup on the copy path takes no lock and writes no shared
-//! cache line.
+//! Registered local memory: an array of regions sorted by base address, so a lookup is a
+//! binary search (O(log n), no runtime call). The array is replaced copy-on-write when a
+//! buffer is added or removed (rare), so a lookup on the copy path takes no lock and writes
+//! no shared cache line.
 //!
 //! Also the process-wide index of device memory the library knows about (buffers registered
 //! with any transport, memory allocated through the device plugin), which answers TENT's
 //! per-request "what memory is this" question without a runtime call.
 
 use arc_swap::ArcSwap;
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// How far back a lookup walks when regions overlap (nested registrations).
@@ -37,15 +36,34 @@ impl Region {
     }
 }
 
-type Map = BTreeMap<u64, Region>;
+/// Regions sorted by base address, at most one per base.
+type Map = Vec<Region>;
 
 fn find(m: &Map, addr: u64, len: u64) -> Option<Region> {
     addr.checked_add(len)?;
-    m.range(..=addr)
+    let end = m.partition_point(|r| r.base <= addr);
+    m[..end]
+        .iter()
         .rev()
         .take(OVERLAP_WALK)
-        .map(|(_, r)| *r)
         .find(|r| r.holds(addr, len))
+        .copied()
+}
+
+/// Inserts `r`, replacing the region at the same base; returns the one replaced.
+fn insert(m: &mut Map, r: Region) -> Option<Region> {
+    match m.binary_search_by_key(&r.base, |x| x.base) {
+        Ok(i) => Some(std::mem::replace(&mut m[i], r)),
+        Err(i) => {
+            m.insert(i, r);
+            None
+        }
+    }
+}
+
+fn remove(m: &mut Map, base: u64) -> Option<Region> {
+    let i = m.binary_search_by_key(&base, |x| x.base).ok()?;
+    Some(m.remove(i))
 }
 
 /// The registry of one transport instance.
@@ -67,7 +85,7 @@ impl Registry {
 
     /// Adds (or replaces, at the same base) a region.
     pub fn add(&self, r: Region) {
-        let old = self.update(|m| m.insert(r.base, r));
+        let old = self.update(|m| insert(m, r));
         if let Some(o) = old {
             known_remove(&o);
         }
@@ -76,7 +94,7 @@ impl Registry {
 
     /// Removes the region at `base`; returns it.
     pub fn remove(&self, base: u64) -> Option<Region> {
-        let r = self.update(|m| m.remove(&base))?;
+        let r = self.update(|m| remove(m, base))?;
         known_remove(&r);
         Some(r)
     }
@@ -84,7 +102,7 @@ impl Registry {
     /// Removes every region (uninstall).
     pub fn clear(&self) {
         let old = self.update(std::mem::take);
-        for r in old.values() {
+        for r in &old {
             known_remove(r);
         }
     }
@@ -111,8 +129,18 @@ impl Drop for Registry {
     }
 }
 
-/// (base, length) → (device, how many registrations or allocations name it).
-type KnownMap = BTreeMap<(u64, u64), (i32, u32)>;
+/// One piece of device memory the library knows about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Known {
+    base: u64,
+    length: u64,
+    device: i32,
+    /// How many registrations or allocations name it.
+    count: u32,
+}
+
+/// Sorted by (base, length).
+type KnownMap = Vec<Known>;
 
 static KNOWN: OnceLock<ArcSwap<KnownMap>> = OnceLock::new();
 
@@ -129,48 +157,60 @@ fn known_update(f: impl FnOnce(&mut KnownMap)) {
 }
 
 fn known_add(r: &Region) {
-    if r.device >= 0 {
-        known_device_add(r.base, r.length, r.device);
-    }
+    known_device_add(r.base, r.length, r.device);
 }
 
 fn known_remove(r: &Region) {
-    if r.device >= 0 {
-        known_device_remove(r.base, r.length);
-    }
+    known_device_remove(r.base, r.length);
 }
 
-/// Records device memory `[base, base + length)` of `device` in the process-wide index.
+/// Records memory `[base, base + length)` of `device` (−1: host memory) in the process-wide
+/// index.
 pub fn known_device_add(base: u64, length: u64, device: i32) {
-    known_update(|m| {
-        let e = m.entry((base, length)).or_insert((device, 0));
-        e.0 = device;
-        e.1 += 1;
-    });
+    known_update(
+        |m| match m.binary_search_by_key(&(base, length), |k| (k.base, k.length)) {
+            Ok(i) => {
+                m[i].device = device;
+                m[i].count += 1;
+            }
+            Err(i) => m.insert(
+                i,
+                Known {
+                    base,
+                    length,
+                    device,
+                    count: 1,
+                },
+            ),
+        },
+    );
 }
 
 /// Drops one record of `[base, base + length)` from the process-wide index.
 pub fn known_device_remove(base: u64, length: u64) {
     known_update(|m| {
-        if let Some(e) = m.get_mut(&(base, length)) {
-            e.1 -= 1;
-            if e.1 == 0 {
-                m.remove(&(base, length));
+        if let Ok(i) = m.binary_search_by_key(&(base, length), |k| (k.base, k.length)) {
+            m[i].count -= 1;
+            if m[i].count == 0 {
+                m.remove(i);
             }
         }
     });
 }
 
-/// The device holding `[addr, addr + len)`, if the library knows the memory (registered with
-/// a transport, or allocated through the device plugin). No runtime call, no lock.
+/// The device holding `[addr, addr + len)` (−1: host memory), if the library knows the memory
+/// (registered with a transport, or allocated through the device plugin). No runtime call,
+/// no lock.
 pub fn known_device(addr: u64, len: u64) -> Option<i32> {
     let end = addr.checked_add(len.max(1))?;
     let m = known().load();
-    m.range(..=(addr, u64::MAX))
+    let upto = m.partition_point(|k| k.base <= addr);
+    m[..upto]
+        .iter()
         .rev()
         .take(OVERLAP_WALK)
-        .find(|((b, l), _)| b.checked_add(*l).is_some_and(|e| e >= end))
-        .map(|(_, (d, _))| *d)
+        .find(|k| k.base.checked_add(k.length).is_some_and(|e| e >= end))
+        .map(|k| k.device)
 }
 
 #[cfg(test)]
@@ -236,7 +276,7 @@ mod tests {
         a.add(reg(base + 0x10000, 0x1000, -1));
         assert_eq!(known_device(base + 8, 8), Some(3));
         assert_eq!(known_device(base + 0xff8, 16), None, "runs past the end");
-        assert_eq!(known_device(base + 0x10000, 1), None, "host memory");
+        assert_eq!(known_device(base + 0x10000, 1), Some(-1), "host memory");
         a.remove(base);
         assert_eq!(known_device(base, 1), Some(3), "still registered with b");
         drop(b);

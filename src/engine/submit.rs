@@ -10,11 +10,11 @@ use super::batch::SubBatch;
 use super::context::Ctx;
 use super::copy::{copy, Done, Failure, Tasks};
 use super::device::DeviceGuard;
-use super::locate::{locate, Mem};
+use super::locate::{locate, Local, Mem};
 use super::registry::Region;
 use super::remote::Mapping;
 use super::stats::Path;
-use super::{Error, Request, LOCAL_SEGMENT_ID, OP_READ, OP_WRITE};
+use super::{Error, Request, Result, LOCAL_SEGMENT_ID, OP_READ, OP_WRITE};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
@@ -91,11 +91,32 @@ impl Plan {
     }
 }
 
-/// Per-submit memory of the last remote mapping used, so a run of requests to one peer
-/// buffer looks the cache up once.
+/// Per-submit memory of the last buffers used, so requests to the same buffers look the
+/// registry and the remote cache up once per submit.
 #[derive(Default)]
 struct Memo {
     mapping: Option<Arc<Mapping>>,
+    /// Last registered buffers hit (local side, local target side).
+    regions: [Option<Region>; 2],
+}
+
+/// [`locate`], answered from `memo` when the range lies in the buffer it remembers.
+fn locate_memo(
+    ctx: &Ctx,
+    dg: &mut DeviceGuard<'_>,
+    memo: &mut Option<Region>,
+    addr: u64,
+    len: u64,
+    write: bool,
+) -> Result<Local> {
+    if let Some(r) = memo.filter(|r| r.holds(addr, len)) {
+        return Ok(Local::registered(r, addr));
+    }
+    let l = locate(&ctx.registry, dg, ctx.device_count, addr, len, write)?;
+    if l.region.is_some() {
+        *memo = l.region;
+    }
+    Ok(l)
 }
 
 fn plan(
@@ -121,17 +142,11 @@ fn plan(
     }
     let n = ctx.device_count;
     let local_write = req.opcode == OP_READ;
-    let local = locate(&ctx.registry, dg, n, req.source, req.length, local_write).map_err(un)?;
+    let [mine, theirs] = &mut memo.regions;
+    let local = locate_memo(ctx, dg, mine, req.source, req.length, local_write).map_err(un)?;
     let (tmem, target) = if req.target_id == LOCAL_SEGMENT_ID {
-        let t = locate(
-            &ctx.registry,
-            dg,
-            n,
-            req.target_offset,
-            req.length,
-            !local_write,
-        )
-        .map_err(un)?;
+        let t = locate_memo(ctx, dg, theirs, req.target_offset, req.length, !local_write)
+            .map_err(un)?;
         (t.mem, Target::Local(t.region))
     } else {
         ctx.stats.count_ipc(1);
