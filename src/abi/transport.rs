@@ -698,42 +698,19 @@ pub unsafe extern "C" fn sunrise_link_transfer_submit(
             return Ok(());
         }
         non_null(requests, "requests")?;
-        // Refuse a count that cannot fit before the array is read: a hostile count must not
-        // make us read past the caller's array or allocate for it.
-        let (size, cap) = t.fill(sub_batch)?;
-        if count as u64 > cap - size {
-            if !t.is_installed() {
-                return Err(Error::invalid("transport is not installed"));
+        // The tasks are reserved before the array is read: a hostile count must not make us
+        // read past the caller's array. Each request is read once it is its turn.
+        t.submit_with(sub_batch, count, |i| {
+            let r = &*requests.add(i);
+            Request {
+                opcode: r.opcode,
+                source: r.source as usize as u64,
+                target_id: r.target_id,
+                target_offset: r.target_offset,
+                length: r.length,
             }
-            return Err(Error::new(
-                crate::engine::code::TOO_MANY_REQUESTS,
-                format!("sub-batch holds {size} of {cap} tasks; {count} more do not fit"),
-            ));
-        }
-        let src = std::slice::from_raw_parts(requests, count);
-        let convert = |r: &sunrise_link_request_t| Request {
-            opcode: r.opcode,
-            source: r.source as usize as u64,
-            target_id: r.target_id,
-            target_offset: r.target_offset,
-            length: r.length,
-        };
-        // The engine's requests go through a per-thread buffer reused from call to call, so
-        // a submit allocates nothing once the buffer has grown to the batch size.
-        SUBMIT_SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut reqs) => {
-                reqs.clear();
-                reqs.extend(src.iter().map(convert));
-                t.submit(sub_batch, &reqs)
-            }
-            Err(_) => t.submit(sub_batch, &src.iter().map(convert).collect::<Vec<_>>()),
         })
     })
-}
-
-thread_local! {
-    static SUBMIT_SCRATCH: std::cell::RefCell<Vec<Request>> =
-        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Writes the status of task `task_id` (one atomic load; for a task whose asynchronous copy

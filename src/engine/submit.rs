@@ -196,8 +196,15 @@ fn plan(
     }))
 }
 
-/// Carries out one submit of `reqs` as tasks `first..` of `batch` (already PENDING).
-pub fn run(ctx: &Ctx, batch: &Arc<SubBatch>, first: usize, reqs: &[Request]) {
+/// Carries out one submit of `count` requests (request `i` is `req(i)`) as tasks `first..`
+/// of `batch` (already PENDING).
+pub fn run(
+    ctx: &Ctx,
+    batch: &Arc<SubBatch>,
+    first: usize,
+    count: usize,
+    req: &dyn Fn(usize) -> Request,
+) {
     let start = Instant::now();
     let mut next = 0; // first request not yet handed to a copy
     let mut cur = 0; // first request of the copy under way
@@ -205,10 +212,11 @@ pub fn run(ctx: &Ctx, batch: &Arc<SubBatch>, first: usize, reqs: &[Request]) {
         let mut dg = DeviceGuard::new(ctx.rt.as_ref());
         let mut memo = Memo::default();
         let mut lens = [0u64; 64];
-        while next < reqs.len() {
+        while next < count {
             let i = next;
             cur = i;
-            let p = match plan(ctx, &mut dg, &mut memo, &reqs[i], false) {
+            let head = req(i);
+            let p = match plan(ctx, &mut dg, &mut memo, &head, false) {
                 Ok(Some(p)) => p,
                 Ok(None) => {
                     next += 1;
@@ -224,21 +232,24 @@ pub fn run(ctx: &Ctx, batch: &Arc<SubBatch>, first: usize, reqs: &[Request]) {
             };
             let thr = ctx.cfg.async_memcpy_threshold;
             let is_async = |r: &Request| thr > 0 && r.length >= thr;
-            let async_ok = is_async(&reqs[i]);
+            let async_ok = is_async(&head);
             // Merge the following requests that continue this copy.
             let mut n = 1;
-            let mut total = reqs[i].length;
-            while i + n < reqs.len()
-                && n < MERGE_MAX_TASKS.min(lens.len())
-                && p.continues(&reqs[i + n - 1], &reqs[i + n])
-                && is_async(&reqs[i + n]) == async_ok
-                && total + reqs[i + n].length <= MERGE_LIMIT
-            {
-                total += reqs[i + n].length;
+            let mut total = head.length;
+            lens[0] = head.length;
+            let mut prev = head;
+            while i + n < count && n < MERGE_MAX_TASKS.min(lens.len()) {
+                let r = req(i + n);
+                if !(p.continues(&prev, &r)
+                    && is_async(&r) == async_ok
+                    && total + r.length <= MERGE_LIMIT)
+                {
+                    break;
+                }
+                total += r.length;
+                lens[n] = r.length;
                 n += 1;
-            }
-            for (k, l) in lens[..n].iter_mut().enumerate() {
-                *l = reqs[i + k].length;
+                prev = r;
             }
             next += n;
             let tasks = Tasks {
@@ -247,9 +258,7 @@ pub fn run(ctx: &Ctx, batch: &Arc<SubBatch>, first: usize, reqs: &[Request]) {
                 lens: &lens[..n],
                 start,
             };
-            match execute(
-                ctx, &mut dg, &mut memo, &tasks, &reqs[i], &p, total, async_ok,
-            ) {
+            match execute(ctx, &mut dg, &mut memo, &tasks, &head, &p, total, async_ok) {
                 Ok(Done::Now(path)) => {
                     ctx.ends()
                         .complete(batch, first + i, &lens[..n], path, start)
@@ -267,7 +276,7 @@ pub fn run(ctx: &Ctx, batch: &Arc<SubBatch>, first: usize, reqs: &[Request]) {
                             start,
                         };
                         let pk = p.shifted(off);
-                        let r = &reqs[i + k];
+                        let r = &req(i + k);
                         match execute(ctx, &mut dg, &mut memo, &one, r, &pk, r.length, async_ok) {
                             Ok(Done::Now(path)) => ctx.ends().complete(
                                 batch,
@@ -295,7 +304,7 @@ pub fn run(ctx: &Ctx, batch: &Arc<SubBatch>, first: usize, reqs: &[Request]) {
             .map(|s| s.to_string())
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        for i in cur..reqs.len() {
+        for i in cur..count {
             let t = batch.slot(first + i);
             if t.load().0 == super::status::PENDING && t.event() == 0 {
                 ctx.ends().fail(

@@ -182,13 +182,24 @@ impl Transport {
     /// (nothing is appended then); a request that cannot be carried out becomes a FAILED
     /// task with a message.
     pub fn submit(&self, handle: u64, reqs: &[Request]) -> Result<()> {
+        self.submit_with(handle, reqs.len(), |i| reqs[i])
+    }
+
+    /// [`Transport::submit`] of `count` requests, request `i` being `req(i)`; `req` is called
+    /// only once the tasks are reserved (so a count that does not fit reads nothing).
+    pub fn submit_with(
+        &self,
+        handle: u64,
+        count: usize,
+        req: impl Fn(usize) -> Request,
+    ) -> Result<()> {
         let batch = self.slab.get(handle)?;
         self.with(|ctx| {
-            let first = batch.reserve(reqs.len())?;
-            for i in 0..reqs.len() {
+            let first = batch.reserve(count)?;
+            for i in 0..count {
                 batch.slot(first + i).set_pending();
             }
-            super::submit::run(ctx, &batch, first, reqs);
+            super::submit::run(ctx, &batch, first, count, &req);
             Ok(())
         })
     }
