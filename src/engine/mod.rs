@@ -19,6 +19,8 @@ pub mod topology;
 pub mod transport;
 
 #[cfg(test)]
+mod engine_tests;
+#[cfg(test)]
 pub(crate) mod fake;
 
 pub use transport::Transport;
