@@ -64,7 +64,9 @@ pub struct Device {
     /// The device's address space: `PROT_NONE` chunks reserved as needed, never handed back
     /// to the host while the device exists, so a stale device pointer still faults.
     arena: Mutex<Arena>,
-    pub default_stream: OnceLock<Arc<Stream>>,
+    /// Made with the device (a `OnceLock` being filled by another thread at `fork` would stay
+    /// "being filled" in the child forever).
+    pub default_stream: Arc<Stream>,
     pub peers: Mutex<Vec<u32>>,
 }
 
@@ -88,7 +90,7 @@ impl Device {
                 chunks: Vec::new(),
                 free: VaSpace::new(0),
             }),
-            default_stream: OnceLock::new(),
+            default_stream: Stream::new(idx),
             peers: Mutex::new(Vec::new()),
         }
     }
@@ -111,7 +113,7 @@ impl Device {
     }
 
     pub fn default_stream(&self) -> Arc<Stream> {
-        Arc::clone(self.default_stream.get_or_init(|| Stream::new(self.idx)))
+        Arc::clone(&self.default_stream)
     }
 }
 
@@ -227,6 +229,8 @@ unsafe impl Send for Resolved {}
 impl Emu {
     /// Takes every lock of the emulator, in the order the code nests them, for `fork` (see
     /// `fork.rs`). Guards are returned in acquisition order and must be released in reverse.
+    /// Read-write locks are taken for writing: a read guard would not keep out other readers,
+    /// and a reader inside at the fork would leave the lock read-locked in the child forever.
     pub fn lock_all_for_fork(&'static self, held: &mut Vec<Box<dyn std::any::Any>>) {
         // SAFETY (lifetime extensions below): each inner object is kept alive by a container
         // whose guard is taken earlier and released later (guards are dropped in reverse
@@ -234,23 +238,21 @@ impl Emu {
         unsafe fn extend<T>(g: MutexGuard<'_, T>) -> MutexGuard<'static, T> {
             std::mem::transmute::<MutexGuard<'_, T>, MutexGuard<'static, T>>(g)
         }
-        held.push(Box::new(rd(&self.cfg)));
+        held.push(Box::new(wr(&self.cfg)));
         held.push(Box::new(lock(&self.imports)));
         held.push(Box::new(lock(&self.windows)));
-        let streams = rd(&self.streams);
-        let events = rd(&self.events);
+        let streams = wr(&self.streams);
+        let events = wr(&self.events);
         let draining = lock(&self.draining);
         let hosts = wr(&self.hosts);
         let regions = wr(&self.regions);
-        let devices = rd(&self.devices);
+        let devices = wr(&self.devices);
         let lanes = lock(&self.lanes);
         let mut inner: Vec<Box<dyn std::any::Any>> = Vec::new();
         for d in devices.iter() {
             inner.push(Box::new(unsafe { extend(lock(&d.arena)) }));
             inner.push(Box::new(unsafe { extend(lock(&d.peers)) }));
-            if let Some(s) = d.default_stream.get() {
-                inner.push(unsafe { s.lock_for_fork() });
-            }
+            inner.push(unsafe { d.default_stream.lock_for_fork() });
         }
         for s in streams.values().chain(draining.iter()) {
             inner.push(unsafe { s.lock_for_fork() });
@@ -446,10 +448,7 @@ impl Emu {
             draining.retain(|s| !s.idle());
             streams.extend(draining.iter().filter(|s| s.dev == dev.idx).cloned());
         }
-        let mut err = 0;
-        if let Some(s) = dev.default_stream.get() {
-            err = s.synchronize();
-        }
+        let mut err = dev.default_stream.synchronize();
         for s in streams {
             let e = s.synchronize();
             if err == 0 {
