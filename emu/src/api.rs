@@ -1101,12 +1101,10 @@ export! {
 // ---------------------------------------------------------------- errors
 
 // These two read the per-thread slot, so they bypass `export!` (which would record their
-// result as a new last error). They still count and honour faults.
+// result as a new last error). They still count, cost and honour faults.
 #[no_mangle]
 pub extern "C" fn tangGetLastError() -> tangError_t {
-    static COUNTER: crate::counters::Counter =
-        crate::counters::Counter::new("tangGetLastError", true);
-    COUNTER.hit();
+    enter!(tangGetLastError);
     if let Some(code) = crate::faults::check("tangGetLastError") {
         return code;
     }
@@ -1115,9 +1113,7 @@ pub extern "C" fn tangGetLastError() -> tangError_t {
 
 #[no_mangle]
 pub extern "C" fn tangPeekAtLastError() -> tangError_t {
-    static COUNTER: crate::counters::Counter =
-        crate::counters::Counter::new("tangPeekAtLastError", true);
-    COUNTER.hit();
+    enter!(tangPeekAtLastError);
     if let Some(code) = crate::faults::check("tangPeekAtLastError") {
         return code;
     }
@@ -1126,16 +1122,12 @@ pub extern "C" fn tangPeekAtLastError() -> tangError_t {
 
 #[no_mangle]
 pub extern "C" fn tangGetErrorName(error: tangError_t) -> *const c_char {
-    static COUNTER: crate::counters::Counter =
-        crate::counters::Counter::new("tangGetErrorName", true);
-    COUNTER.hit();
+    enter!(tangGetErrorName);
     name_ptr(error)
 }
 
 #[no_mangle]
 pub extern "C" fn tangGetErrorString(error: tangError_t) -> *const c_char {
-    static COUNTER: crate::counters::Counter =
-        crate::counters::Counter::new("tangGetErrorString", true);
-    COUNTER.hit();
+    enter!(tangGetErrorString);
     string_ptr(error)
 }

@@ -246,6 +246,7 @@ pub fn emu() -> &'static Emu {
     EMU.get_or_init(|| {
         let cfg = Config::from_env();
         crate::faults::install(&cfg.faults);
+        crate::cost::install(&cfg.call_cost_us);
         mem::cleanup_stale();
         crate::fork::register();
         let devices = (0..cfg.devices)
@@ -674,6 +675,7 @@ impl Emu {
                 );
             }
             crate::faults::install(&next.faults);
+            crate::cost::install(&next.call_cost_us);
             v.links = Arc::new(Links::new(&next));
             v.cfg = Arc::new(next);
             Ok(())
