@@ -2,7 +2,9 @@
 
 use crate::errors::*;
 use crate::mem::{self, round_up, Backing, PAGE};
-use crate::state::{self, copy_bytes, emu, lock, rd, wr, HostAlloc, Kind, Region, Resolved};
+use crate::state::{
+    self, copy_bytes, emu, lock, with_view, HostAlloc, Kind, Loc, Region, Resolved, View,
+};
 use crate::stream::{Event, Stream};
 use crate::types::*;
 use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
@@ -31,7 +33,7 @@ export! {
         if count.is_null() {
             return tangErrorInvalidValue;
         }
-        let n = emu().device_count();
+        let n = with_view(|v| v.device_count());
         unsafe { *count = n as c_int };
         if n == 0 { tangErrorNoDevice } else { tangSuccess }
     }
@@ -39,18 +41,20 @@ export! {
 
 export! {
     fn tangSetDevice(deviceId: c_int) {
-        if emu().device_count() == 0 {
-            return tangErrorNoDevice;
-        }
-        tri!(emu().device(deviceId));
-        state::set_current(deviceId);
-        tangSuccess
+        with_view(|v| {
+            if v.device_count() == 0 {
+                return tangErrorNoDevice;
+            }
+            tri!(v.device(deviceId));
+            state::set_current(deviceId);
+            tangSuccess
+        })
     }
 }
 
 export! {
     fn tangGetDevice(deviceId: *mut c_int) {
-        if emu().device_count() == 0 {
+        if with_view(|v| v.device_count()) == 0 {
             return tangErrorNoDevice;
         }
         tri!(out(deviceId, state::current_raw()));
@@ -60,7 +64,7 @@ export! {
 
 export! {
     fn tangDeviceSynchronize() {
-        let dev = tri!(emu().current());
+        let dev = tri!(with_view(|v| v.current().cloned()));
         emu().sync_device(&dev)
     }
 }
@@ -71,7 +75,7 @@ fn bus_id(d: u32) -> String {
 
 export! {
     fn tangDeviceGetPCIBusId(pciBusId: *mut c_char, len: c_int, deviceId: c_int) {
-        tri!(emu().device(deviceId));
+        tri!(with_view(|v| v.device(deviceId).map(drop)));
         let s = bus_id(deviceId as u32);
         if pciBusId.is_null() || len < 0 || (len as usize) < s.len() + 1 {
             return tangErrorInvalidValue;
@@ -90,7 +94,7 @@ export! {
             return tangErrorInvalidValue;
         }
         let s = unsafe { CStr::from_ptr(pciBusId) }.to_string_lossy().to_lowercase();
-        for d in 0..emu().device_count() {
+        for d in 0..with_view(|v| v.device_count()) {
             let id = bus_id(d);
             if s == id || s == id[5..] {
                 unsafe { *device = d as c_int };
@@ -103,7 +107,7 @@ export! {
 
 export! {
     fn tangGetDeviceProperties(props: *mut tangDeviceProp, deviceId: c_int) {
-        let dev = tri!(emu().device(deviceId));
+        let dev = tri!(with_view(|v| v.device(deviceId).cloned()));
         if props.is_null() {
             return tangErrorInvalidValue;
         }
@@ -129,7 +133,7 @@ export! {
 
 export! {
     fn tangMemGetInfo(free: *mut usize, total: *mut usize) {
-        let dev = tri!(emu().current());
+        let dev = tri!(with_view(|v| v.current().cloned()));
         if free.is_null() || total.is_null() {
             return tangErrorInvalidValue;
         }
@@ -158,25 +162,35 @@ export! {
 
 // ---------------------------------------------------------------- peers
 
-fn link_between(a: u32, b: u32) -> Option<u32> {
-    let cfg = emu().cfg();
-    (0..crate::config::PORTS).find(|&p| matches!(cfg.link_up(a, p), Some((far, _)) if far == b))
+/// Whether devices `a` and `b` (both valid) are linked (a link up between them).
+fn linked(v: &View, a: c_int, b: c_int) -> bool {
+    a != b && v.links.between(a as u32, b as u32).is_some()
 }
 
 export! {
     fn tangDeviceCanAccessPeer(canAccessPeer: *mut c_int, device: c_int, peerDevice: c_int) {
-        tri!(emu().device(device));
-        tri!(emu().device(peerDevice));
-        let can = device != peerDevice && link_between(device as u32, peerDevice as u32).is_some();
+        let can = tri!(with_view(|v| {
+            v.device(device)?;
+            v.device(peerDevice)?;
+            Ok(linked(v, device, peerDevice))
+        }));
         tri!(out(canAccessPeer, can as c_int));
         tangSuccess
     }
 }
 
+/// The current device, and `peer` checked as a device ordinal.
+fn current_and_peer(peer: c_int) -> Result<Arc<state::Device>, tangError_t> {
+    with_view(|v| {
+        let dev = v.current()?.clone();
+        v.device(peer)?;
+        Ok(dev)
+    })
+}
+
 export! {
     fn tangDeviceEnablePeerAccess(peerDevice: c_int, flags: c_uint) {
-        let dev = tri!(emu().current());
-        tri!(emu().device(peerDevice));
+        let dev = tri!(current_and_peer(peerDevice));
         if flags != 0 {
             return tangErrorInvalidValue;
         }
@@ -194,8 +208,7 @@ export! {
 
 export! {
     fn tangDeviceDisablePeerAccess(peerDevice: c_int) {
-        let dev = tri!(emu().current());
-        tri!(emu().device(peerDevice));
+        let dev = tri!(current_and_peer(peerDevice));
         let mut peers = lock(&dev.peers);
         match peers.iter().position(|&p| p == peerDevice as u32) {
             Some(i) => {
@@ -209,9 +222,11 @@ export! {
 
 export! {
     fn tangDeviceGetP2PAttribute(value: *mut c_int, attr: c_uint, srcDevice: c_int, dstDevice: c_int) {
-        tri!(emu().device(srcDevice));
-        tri!(emu().device(dstDevice));
-        let linked = srcDevice != dstDevice && link_between(srcDevice as u32, dstDevice as u32).is_some();
+        let linked = tri!(with_view(|v| {
+            v.device(srcDevice)?;
+            v.device(dstDevice)?;
+            Ok(linked(v, srcDevice, dstDevice))
+        }));
         let v = match attr {
             1 => 0,
             2 => linked as c_int,
@@ -227,23 +242,25 @@ export! {
     #[cfg(not(feature = "minimal"))]
     fn tangDeviceGetPeerPointer(srcDevice: c_int, port: c_int, peerAddr: *mut c_void, accessAddr: *mut *mut c_void) {
         let e = emu();
-        let dev = tri!(e.device(srcDevice));
+        let dev = tri!(with_view(|v| v.device(srcDevice).cloned()));
         if accessAddr.is_null() || peerAddr.is_null() || !(0..crate::config::PORTS as c_int).contains(&port) {
             return tangErrorInvalidValue;
         }
-        let Some((peer, _)) = e.cfg().link_up(srcDevice as u32, port as u32) else {
+        // Windows are made under this lock; the view taken after it shows every one made.
+        let mut windows = lock(&e.windows);
+        let v = e.view_now();
+        let Some((peer, _)) = v.links.up(srcDevice as u32, port as u32) else {
             return tangErrorInvalidValue;
         };
-        let Some(r) = e.region_at(peerAddr as usize) else {
+        let Some(r) = v.region_at(peerAddr as usize) else {
             return tangErrorInvalidValue;
         };
         if r.dev != peer || !matches!(r.kind, Kind::Alloc(_) | Kind::Import(_)) {
             return tangErrorInvalidValue;
         }
         let key = (srcDevice as u32, port as u32, r.start);
-        let mut windows = lock(&e.windows);
-        let existing = windows.get(&key).and_then(|&w| e.region_at(w)).filter(|w| {
-            matches!(&w.kind, Kind::Window { target, .. } if target.upgrade().is_some_and(|t| Arc::ptr_eq(&t, &r)))
+        let existing = windows.get(&key).and_then(|&w| v.region_at(w)).filter(|w| {
+            matches!(&w.kind, Kind::Window { target, .. } if std::ptr::eq(target.as_ptr(), Arc::as_ptr(r)))
         });
         let start = match existing {
             Some(w) => w.start,
@@ -256,7 +273,7 @@ export! {
                     len: r.len,
                     va_len: r.va_len,
                     dev: dev.idx,
-                    kind: Kind::Window { port: port as u32, peer, target: Arc::downgrade(&r) },
+                    kind: Kind::Window { port: port as u32, peer, target: Arc::downgrade(r), target_start: r.start },
                 });
                 windows.insert(key, start);
                 start
@@ -275,7 +292,7 @@ export! {
             return tangErrorInvalidValue;
         }
         let e = emu();
-        let dev = tri!(e.current());
+        let dev = tri!(with_view(|v| v.current().cloned()));
         if sizeBytes == 0 {
             unsafe { *pptr = std::ptr::null_mut() };
             return tangSuccess;
@@ -310,15 +327,18 @@ export! {
         }
         let e = emu();
         let addr = ptr as usize;
-        let r = match e.region_at(addr) {
-            Some(r) if r.start == addr && matches!(r.kind, Kind::Alloc(_)) => r,
+        let v = e.view_now();
+        let r = match v.region_at(addr) {
+            Some(r) if r.start == addr && matches!(r.kind, Kind::Alloc(_)) => Arc::clone(r),
             _ => return tangErrorInvalidDevicePointer,
         };
+        let dev = v.devices.get(r.dev as usize).cloned();
+        drop(v);
         // Implicit synchronize of the owning device.
-        if let Some(dev) = e.devices().get(r.dev as usize) {
+        if let Some(dev) = &dev {
             e.sync_device(dev);
         }
-        if wr(&e.regions).remove(&addr).is_none() {
+        if !e.remove_region(&r) {
             return tangErrorInvalidDevicePointer; // freed concurrently
         }
         if let Kind::Alloc(b) = &r.kind {
@@ -327,7 +347,7 @@ export! {
             }
         }
         e.drop_windows_to(addr);
-        if let Some(dev) = e.devices().get(r.dev as usize) {
+        if let Some(dev) = dev {
             dev.give_va(r.start, r.va_len);
             dev.used.fetch_sub(r.va_len as u64, Ordering::Relaxed);
         }
@@ -338,38 +358,42 @@ export! {
 
 export! {
     fn tangMemset(dst: *mut c_void, value: c_int, sizeBytes: usize) {
-        let e = emu();
-        tri!(e.current());
-        if sizeBytes == 0 {
-            return tangSuccess;
-        }
-        if dst.is_null() {
-            return tangErrorInvalidValue;
-        }
-        let r = tri!(e.resolve(dst as usize, sizeBytes).map_err(|c| {
-            if c == tangErrorInvalidDevicePointer {
-                tangErrorInvalidValue
-            } else {
-                c
+        with_view(|v| {
+            tri!(v.current());
+            if sizeBytes == 0 {
+                return tangSuccess;
             }
-        }));
-        unsafe { std::ptr::write_bytes(r.ptr, value as u8, sizeBytes) };
-        let until = e.throttle(r.route, sizeBytes);
-        copy_bytes(r.ptr, r.ptr, 0, until);
-        tangSuccess
+            if dst.is_null() {
+                return tangErrorInvalidValue;
+            }
+            let r = tri!(v.resolve(dst as usize, sizeBytes).map_err(not_device_is_invalid_value));
+            unsafe { std::ptr::write_bytes(r.ptr, value as u8, sizeBytes) };
+            let until = v.throttle(r.route, sizeBytes);
+            copy_bytes(r.ptr, r.ptr, 0, until);
+            tangSuccess
+        })
+    }
+}
+
+/// Calls that take device memory only report a pointer that is not device memory as an
+/// invalid value.
+fn not_device_is_invalid_value(c: tangError_t) -> tangError_t {
+    if c == tangErrorInvalidDevicePointer {
+        tangErrorInvalidValue
+    } else {
+        c
     }
 }
 
 // ---------------------------------------------------------------- copies
 
 /// Either side of a copy: resolved device memory, or a host address used as is.
-enum Side {
-    Dev(Resolved),
+enum Side<'a> {
+    Dev(Loc<'a>),
     Host(*mut u8),
 }
-unsafe impl Send for Side {}
 
-impl Side {
+impl Side<'_> {
     fn ptr(&self) -> *mut u8 {
         match self {
             Side::Dev(r) => r.ptr,
@@ -382,25 +406,52 @@ impl Side {
             Side::Host(_) => None,
         }
     }
+    fn queued(&self) -> Queued {
+        Queued {
+            ptr: self.ptr(),
+            route: self.route(),
+            _keep: match self {
+                Side::Dev(r) => Some(r.owned()),
+                Side::Host(_) => None,
+            },
+        }
+    }
+}
+
+/// A side of a copy queued on a stream: it owns what keeps device memory mapped until the
+/// copy has run.
+struct Queued {
+    ptr: *mut u8,
+    route: Option<(u32, u32)>,
+    _keep: Option<Resolved>,
+}
+unsafe impl Send for Queued {}
+
+/// Runs a queued copy on a stream thread. The link model is read from the published view at
+/// that moment; the stream thread keeps no view between operations.
+fn run_queued(dst: &Queued, src: &Queued, n: usize) {
+    let route = dst.route.or(src.route);
+    let until = route.and_then(|_| emu().view_now().throttle(route, n));
+    copy_bytes(dst.ptr, src.ptr, n, until);
 }
 
 /// Checks a tangMemcpy against its kind and resolves both sides.
-fn prepare_copy(
+fn prepare_copy<'a>(
+    v: &'a View,
     dst: *mut c_void,
     src: *const c_void,
     n: usize,
     kind: u32,
-) -> Result<(Side, Side), tangError_t> {
-    let e = emu();
+) -> Result<(Side<'a>, Side<'a>), tangError_t> {
     if kind > MEMCPY_D2D {
         return Err(tangErrorInvalidMemcpyDirection);
     }
-    e.current()?;
+    v.current()?;
     if n > 0 && (dst.is_null() || src.is_null()) {
         return Err(tangErrorInvalidValue);
     }
-    let d_dev = e.is_device_ptr(dst as usize);
-    let s_dev = e.is_device_ptr(src as usize);
+    let d_dev = v.is_device_ptr(dst as usize);
+    let s_dev = v.is_device_ptr(src as usize);
     let (want_d, want_s) = match kind {
         MEMCPY_H2H => (false, false),
         MEMCPY_H2D => (true, false),
@@ -410,9 +461,9 @@ fn prepare_copy(
     if d_dev != want_d || s_dev != want_s {
         return Err(tangErrorInvalidMemcpyDirection);
     }
-    let side = |p: usize, dev: bool| -> Result<Side, tangError_t> {
+    let side = |p: usize, dev: bool| -> Result<Side<'a>, tangError_t> {
         if dev {
-            Ok(Side::Dev(e.resolve(p, n)?))
+            Ok(Side::Dev(v.resolve(p, n)?))
         } else {
             Ok(Side::Host(p as *mut u8))
         }
@@ -420,27 +471,27 @@ fn prepare_copy(
     Ok((side(dst as usize, d_dev)?, side(src as usize, s_dev)?))
 }
 
-fn run_copy(dst: &Side, src: &Side, n: usize) {
-    let route = dst.route().or(src.route());
-    let until = emu().throttle(route, n);
-    copy_bytes(dst.ptr(), src.ptr(), n, until);
-}
-
 export! {
     fn tangMemcpy(dst: *mut c_void, src: *const c_void, sizeBytes: usize, kind: tangMemcpyKind) {
-        let (d, s) = tri!(prepare_copy(dst, src, sizeBytes, kind));
-        run_copy(&d, &s, sizeBytes);
-        tangSuccess
+        with_view(|v| {
+            let (d, s) = tri!(prepare_copy(v, dst, src, sizeBytes, kind));
+            let until = v.throttle(d.route().or(s.route()), sizeBytes);
+            copy_bytes(d.ptr(), s.ptr(), sizeBytes, until);
+            tangSuccess
+        })
     }
 }
 
 export! {
     fn tangMemcpyAsync(dst: *mut c_void, src: *const c_void, sizeBytes: usize, kind: tangMemcpyKind, stream: Stream_t) {
-        let st = tri!(emu().stream(stream as usize));
-        let (d, s) = tri!(prepare_copy(dst, src, sizeBytes, kind));
+        let (st, d, s) = tri!(with_view(|v| {
+            let st = emu().stream(v, stream as usize)?;
+            let (d, s) = prepare_copy(v, dst, src, sizeBytes, kind)?;
+            Ok((st, d.queued(), s.queued()))
+        }));
         st.enqueue(Box::new(move || {
-            let (d, s) = (&d, &s);
-            run_copy(d, s, sizeBytes);
+            let (d, s) = (&d, &s); // capture the whole values (they keep the memory mapped)
+            run_queued(d, s, sizeBytes);
             0
         }));
         tangSuccess
@@ -448,57 +499,60 @@ export! {
 }
 
 /// Destination, source, and the (device, port) link the bytes travel over.
-type PeerCopy = (Resolved, Resolved, Option<(u32, u32)>);
+type PeerCopy<'a> = (Loc<'a>, Loc<'a>, Option<(u32, u32)>);
 
 /// Resolves both sides of a peer copy and picks the link it travels over.
-fn prepare_peer(
+fn prepare_peer<'a>(
+    v: &'a View,
     dst: *mut c_void,
     dst_dev: c_int,
     src: *const c_void,
     src_dev: c_int,
     n: usize,
-) -> Result<PeerCopy, tangError_t> {
-    let e = emu();
-    e.device(dst_dev)?;
-    e.device(src_dev)?;
+) -> Result<PeerCopy<'a>, tangError_t> {
+    v.device(dst_dev)?;
+    v.device(src_dev)?;
     if dst_dev == src_dev || dst.is_null() || src.is_null() {
         return Err(tangErrorInvalidValue);
     }
-    let d = e.resolve(dst as usize, n).map_err(|c| {
-        if c == tangErrorInvalidDevicePointer {
-            tangErrorInvalidValue
-        } else {
-            c
-        }
-    })?;
-    let s = e.resolve(src as usize, n).map_err(|c| {
-        if c == tangErrorInvalidDevicePointer {
-            tangErrorInvalidValue
-        } else {
-            c
-        }
-    })?;
+    let d = v
+        .resolve(dst as usize, n)
+        .map_err(not_device_is_invalid_value)?;
+    let s = v
+        .resolve(src as usize, n)
+        .map_err(not_device_is_invalid_value)?;
     if d.dev != dst_dev as u32 || s.dev != src_dev as u32 {
         return Err(tangErrorInvalidValue);
     }
-    let route = link_between(src_dev as u32, dst_dev as u32).map(|p| (src_dev as u32, p));
+    let route = v
+        .links
+        .between(src_dev as u32, dst_dev as u32)
+        .map(|p| (src_dev as u32, p));
     Ok((d, s, route))
 }
 
+/// `tangMemcpyPeer` (`v1`, which `memcpy_peer_unsupported` refuses) and `tangMemcpyPeer_v2`.
 fn peer_sync(
+    v1: bool,
     dst: *mut c_void,
     dst_dev: c_int,
     src: *const c_void,
     src_dev: c_int,
     n: usize,
 ) -> tangError_t {
-    let (d, s, route) = tri!(prepare_peer(dst, dst_dev, src, src_dev, n));
-    let until = emu().throttle(route, n);
-    copy_bytes(d.ptr, s.ptr, n, until);
-    tangSuccess
+    with_view(|v| {
+        if v1 && v.cfg.memcpy_peer_unsupported {
+            return tangErrorNotSupported;
+        }
+        let (d, s, route) = tri!(prepare_peer(v, dst, dst_dev, src, src_dev, n));
+        let until = v.throttle(route, n);
+        copy_bytes(d.ptr, s.ptr, n, until);
+        tangSuccess
+    })
 }
 
 fn peer_async(
+    v1: bool,
     dst: *mut c_void,
     dst_dev: c_int,
     src: *const c_void,
@@ -506,11 +560,17 @@ fn peer_async(
     n: usize,
     stream: Stream_t,
 ) -> tangError_t {
-    let st = tri!(emu().stream(stream as usize));
-    let (d, s, route) = tri!(prepare_peer(dst, dst_dev, src, src_dev, n));
+    let (st, d, s, route) = tri!(with_view(|v| {
+        if v1 && v.cfg.memcpy_peer_unsupported {
+            return Err(tangErrorNotSupported);
+        }
+        let st = emu().stream(v, stream as usize)?;
+        let (d, s, route) = prepare_peer(v, dst, dst_dev, src, src_dev, n)?;
+        Ok((st, d.owned(), s.owned(), route))
+    }));
     st.enqueue(Box::new(move || {
-        let (d, s) = (&d, &s); // capture the whole Resolved values (they keep the memory alive)
-        let until = emu().throttle(route, n);
+        let (d, s) = (&d, &s); // capture the whole Resolved values (they keep the memory mapped)
+        let until = route.and_then(|_| emu().view_now().throttle(route, n));
         copy_bytes(d.ptr, s.ptr, n, until);
         0
     }));
@@ -519,33 +579,27 @@ fn peer_async(
 
 export! {
     fn tangMemcpyPeer(dst: *mut c_void, dstDevice: c_int, src: *const c_void, srcDevice: c_int, count: usize) {
-        if emu().cfg().memcpy_peer_unsupported {
-            return tangErrorNotSupported;
-        }
-        peer_sync(dst, dstDevice, src, srcDevice, count)
+        peer_sync(true, dst, dstDevice, src, srcDevice, count)
     }
 }
 
 export! {
     #[cfg(not(feature = "minimal"))]
     fn tangMemcpyPeer_v2(dst: *mut c_void, dstDevice: c_int, src: *const c_void, srcDevice: c_int, count: usize) {
-        peer_sync(dst, dstDevice, src, srcDevice, count)
+        peer_sync(false, dst, dstDevice, src, srcDevice, count)
     }
 }
 
 export! {
     fn tangMemcpyPeerAsync(dst: *mut c_void, dstDevice: c_int, src: *const c_void, srcDevice: c_int, count: usize, stream: Stream_t) {
-        if emu().cfg().memcpy_peer_unsupported {
-            return tangErrorNotSupported;
-        }
-        peer_async(dst, dstDevice, src, srcDevice, count, stream)
+        peer_async(true, dst, dstDevice, src, srcDevice, count, stream)
     }
 }
 
 export! {
     #[cfg(not(feature = "minimal"))]
     fn tangMemcpyPeerAsync_v2(dst: *mut c_void, dstDevice: c_int, src: *const c_void, srcDevice: c_int, count: usize, stream: Stream_t) {
-        peer_async(dst, dstDevice, src, srcDevice, count, stream)
+        peer_async(false, dst, dstDevice, src, srcDevice, count, stream)
     }
 }
 
@@ -556,63 +610,62 @@ export! {
         if attributes.is_null() {
             return tangErrorInvalidValue;
         }
-        let e = emu();
-        let addr = ptr as usize;
-        let a = if let Some(r) = e.region_at(addr) {
-            if e.cfg().attributes_need_current_device && state::current_raw() != r.dev as c_int {
-                return tangErrorInvalidValue;
-            }
-            match &r.kind {
-                Kind::MappedHost(h) => tangPointerAttributes {
-                    type_: MEM_TYPE_HOST,
-                    device: r.dev as c_int,
-                    devicePointer: addr as *mut c_void,
-                    hostPointer: unsafe { h.ptr.add(addr - r.start) }.cast(),
-                },
-                _ => tangPointerAttributes {
-                    type_: MEM_TYPE_DEVICE,
-                    device: r.dev as c_int,
-                    devicePointer: addr as *mut c_void,
-                    hostPointer: std::ptr::null_mut(),
-                },
-            }
-        } else if let Some(h) = host_alloc_at(addr) {
-            let off = addr - h.ptr as usize;
-            tangPointerAttributes {
-                type_: MEM_TYPE_HOST,
-                device: h.dev as c_int,
-                devicePointer: h.alias.map(|a| (a + off) as *mut c_void).unwrap_or(std::ptr::null_mut()),
-                hostPointer: addr as *mut c_void,
-            }
-        } else {
-            // Pageable (or unknown) memory: the call fails, as callers expect; the fields say
-            // "unregistered".
-            unsafe {
-                attributes.write(tangPointerAttributes {
-                    type_: MEM_TYPE_UNREGISTERED,
-                    device: -1,
-                    devicePointer: std::ptr::null_mut(),
-                    hostPointer: std::ptr::null_mut(),
-                })
-            };
-            return tangErrorInvalidValue;
-        };
-        unsafe { attributes.write(a) };
-        tangSuccess
+        with_view(|v| pointer_attributes(v, attributes, ptr as usize))
     }
+}
+
+fn pointer_attributes(
+    v: &View,
+    attributes: *mut tangPointerAttributes,
+    addr: usize,
+) -> tangError_t {
+    let a = if let Some(r) = v.region_at(addr) {
+        if v.cfg.attributes_need_current_device && state::current_raw() != r.dev as c_int {
+            return tangErrorInvalidValue;
+        }
+        match &r.kind {
+            Kind::MappedHost(h) => tangPointerAttributes {
+                type_: MEM_TYPE_HOST,
+                device: r.dev as c_int,
+                devicePointer: addr as *mut c_void,
+                hostPointer: unsafe { h.ptr.add(addr - r.start) }.cast(),
+            },
+            _ => tangPointerAttributes {
+                type_: MEM_TYPE_DEVICE,
+                device: r.dev as c_int,
+                devicePointer: addr as *mut c_void,
+                hostPointer: std::ptr::null_mut(),
+            },
+        }
+    } else if let Some(h) = v.host_alloc_at(addr) {
+        let off = addr - h.ptr as usize;
+        tangPointerAttributes {
+            type_: MEM_TYPE_HOST,
+            device: h.dev as c_int,
+            devicePointer: h
+                .alias
+                .map(|a| (a + off) as *mut c_void)
+                .unwrap_or(std::ptr::null_mut()),
+            hostPointer: addr as *mut c_void,
+        }
+    } else {
+        // Pageable (or unknown) memory: the call fails, as callers expect; the fields say
+        // "unregistered".
+        unsafe {
+            attributes.write(tangPointerAttributes {
+                type_: MEM_TYPE_UNREGISTERED,
+                device: -1,
+                devicePointer: std::ptr::null_mut(),
+                hostPointer: std::ptr::null_mut(),
+            })
+        };
+        return tangErrorInvalidValue;
+    };
+    unsafe { attributes.write(a) };
+    tangSuccess
 }
 
 // ---------------------------------------------------------------- pinned host memory
-
-fn host_alloc_at(addr: usize) -> Option<Arc<HostAlloc>> {
-    let map = rd(&emu().hosts);
-    let (_, h) = map.range(..=addr).next_back()?;
-    if addr < h.ptr as usize + h.size {
-        Some(Arc::clone(h))
-    } else {
-        None
-    }
-}
 
 fn host_alloc(pptr: *mut *mut c_void, size: usize, flags: u32) -> tangError_t {
     if pptr.is_null() {
@@ -631,7 +684,7 @@ fn host_alloc(pptr: *mut *mut c_void, size: usize, flags: u32) -> tangError_t {
         return tangErrorNotSupported;
     }
     let e = emu();
-    let dev = tri!(e.current());
+    let dev = tri!(with_view(|v| v.current().cloned()));
     if size == 0 {
         unsafe { *pptr = std::ptr::null_mut() };
         return tangSuccess;
@@ -652,18 +705,21 @@ fn host_alloc(pptr: *mut *mut c_void, size: usize, flags: u32) -> tangError_t {
             return tangErrorMemoryAllocation;
         };
         h.alias = Some(alias);
-        let h = Arc::new(h);
-        e.insert_region(Region {
-            start: alias,
-            len: size,
-            va_len,
-            dev: dev.idx,
-            kind: Kind::MappedHost(Arc::clone(&h)),
-        });
-        wr(&e.hosts).insert(p as usize, h);
-    } else {
-        wr(&e.hosts).insert(p as usize, Arc::new(h));
     }
+    let h = Arc::new(h);
+    e.update(|v| {
+        if let Some(alias) = h.alias {
+            let region = Region {
+                start: alias,
+                len: size,
+                va_len: round_up(size, PAGE),
+                dev: dev.idx,
+                kind: Kind::MappedHost(Arc::clone(&h)),
+            };
+            Arc::make_mut(&mut v.regions).insert(alias, Arc::new(region));
+        }
+        Arc::make_mut(&mut v.hosts).insert(p as usize, h);
+    });
     e.live.host_alloc.fetch_add(1, Ordering::Relaxed);
     unsafe { *pptr = p.cast() };
     tangSuccess
@@ -687,10 +743,18 @@ export! {
             return tangSuccess;
         }
         let e = emu();
-        let Some(h) = wr(&e.hosts).remove(&(ptr as usize)) else { return tangErrorInvalidValue };
+        let h = tri!(e.try_update(|v| {
+            if !v.hosts.contains_key(&(ptr as usize)) {
+                return Err(tangErrorInvalidValue);
+            }
+            let h = Arc::make_mut(&mut v.hosts).remove(&(ptr as usize)).expect("present");
+            if let Some(alias) = h.alias {
+                Arc::make_mut(&mut v.regions).remove(&alias);
+            }
+            Ok(h)
+        }));
         if let Some(alias) = h.alias {
-            wr(&e.regions).remove(&alias);
-            if let Some(dev) = e.devices().get(h.dev as usize) {
+            if let Some(dev) = e.view_now().devices.get(h.dev as usize) {
                 dev.give_va(alias, round_up(h.size, PAGE));
             }
         }
@@ -705,7 +769,7 @@ export! {
         if pDevice.is_null() || flags != 0 {
             return tangErrorInvalidValue;
         }
-        let Some(h) = host_alloc_at(pHost as usize) else { return tangErrorInvalidValue };
+        let Some(h) = with_view(|v| v.host_alloc_at(pHost as usize).cloned()) else { return tangErrorInvalidValue };
         let Some(alias) = h.alias else { return tangErrorInvalidValue };
         unsafe { *pDevice = (alias + (pHost as usize - h.ptr as usize)) as *mut c_void };
         tangSuccess
@@ -719,10 +783,10 @@ fn new_stream(out_s: *mut Stream_t, flags: u32) -> tangError_t {
         return tangErrorInvalidValue;
     }
     let e = emu();
-    let dev = tri!(e.current());
-    let s = Stream::new(dev.idx);
+    let dev = tri!(with_view(|v| v.current().map(|d| d.idx)));
+    let s = Stream::new(dev);
     let h = Arc::as_ptr(&s) as usize;
-    wr(&e.streams).insert(h, s);
+    state::wr(&e.streams).insert(h, s);
     e.live.stream.fetch_add(1, Ordering::Relaxed);
     unsafe { *out_s = h as Stream_t };
     tangSuccess
@@ -743,7 +807,7 @@ export! {
 export! {
     fn tangStreamDestroy(stream: Stream_t) {
         let e = emu();
-        let Some(s) = wr(&e.streams).remove(&(stream as usize)) else {
+        let Some(s) = state::wr(&e.streams).remove(&(stream as usize)) else {
             return tangErrorInvalidResourceHandle;
         };
         s.destroy();
@@ -760,17 +824,17 @@ export! {
         let e = emu();
         if (stream as usize) <= 2 {
             // The legacy default stream also waits for the device's other streams.
-            let dev = tri!(e.current());
+            let dev = tri!(with_view(|v| v.current().cloned()));
             return e.sync_device(&dev);
         }
-        let s = tri!(e.stream(stream as usize));
+        let s = tri!(with_view(|v| e.stream(v, stream as usize)));
         s.synchronize()
     }
 }
 
 export! {
     fn tangStreamQuery(stream: Stream_t) {
-        let s = tri!(emu().stream(stream as usize));
+        let s = tri!(with_view(|v| emu().stream(v, stream as usize)));
         if s.idle() { tangSuccess } else { tangErrorNotReady }
     }
 }
@@ -778,7 +842,7 @@ export! {
 export! {
     fn tangStreamWaitEvent(stream: Stream_t, event: Event_t, flag: c_uint) {
         let e = emu();
-        let s = tri!(e.stream(stream as usize));
+        let s = tri!(with_view(|v| e.stream(v, stream as usize)));
         let ev = tri!(e.event(event as usize));
         if flag != 0 {
             return tangErrorInvalidValue;
@@ -805,10 +869,10 @@ fn new_event(out_e: *mut Event_t, flags: u32) -> tangError_t {
         return tangErrorInvalidValue;
     }
     let e = emu();
-    let dev = tri!(e.current());
-    let ev = Event::new(dev.idx, flags);
+    let dev = tri!(with_view(|v| v.current().map(|d| d.idx)));
+    let ev = Event::new(dev, flags);
     let h = Arc::as_ptr(&ev) as usize;
-    wr(&e.events).insert(h, ev);
+    state::wr(&e.events).insert(h, ev);
     e.live.event.fetch_add(1, Ordering::Relaxed);
     unsafe { *out_e = h as Event_t };
     tangSuccess
@@ -829,7 +893,7 @@ export! {
 fn record(event: Event_t, stream: Stream_t) -> tangError_t {
     let e = emu();
     let ev = tri!(e.event(event as usize));
-    let s = tri!(e.stream(stream as usize));
+    let s = tri!(with_view(|v| e.stream(v, stream as usize)));
     if s.dev != ev.dev {
         return tangErrorInvalidResourceHandle;
     }
@@ -882,7 +946,7 @@ export! {
     fn tangEventDestroy(event: Event_t) {
         let e = emu();
         // A pending recording keeps its own reference and completes later.
-        if wr(&e.events).remove(&(event as usize)).is_none() {
+        if state::wr(&e.events).remove(&(event as usize)).is_none() {
             return tangErrorInvalidResourceHandle;
         }
         e.live.event.fetch_sub(1, Ordering::Relaxed);
@@ -923,34 +987,41 @@ export! {
         if pHandle.is_null() {
             return tangErrorInvalidValue;
         }
-        let e = emu();
-        let Some(r) = e.region_at(devPtr as usize) else { return tangErrorInvalidValue };
-        let Kind::Alloc(b) = &r.kind else { return tangErrorInvalidValue };
-        if b.destroyed() {
-            return tangErrorDestroyed;
-        }
-        // The handle names the allocation and the offset of `devPtr` in it: opening it yields
-        // the address that corresponds to `devPtr` (the runtime has no call that would tell a
-        // caller an allocation's base).
-        let offset = (devPtr as usize - r.start) as u64;
-        let mut w = [
-            IPC_MAGIC,
-            b.owner_pid as u64,
-            b.id,
-            b.size as u64,
-            mem::uid() as u64,
-            r.dev as u64,
-            offset,
-            0,
-        ];
-        w[7] = checksum(&w[..7]);
-        let mut h = tangIpcMemHandle_t::default();
-        for (dst, src) in h.reserved.iter_mut().zip(w) {
-            *dst = src as _;
-        }
-        unsafe { pHandle.write(h) };
-        tangSuccess
+        with_view(|v| ipc_handle(v, pHandle, devPtr))
     }
+}
+
+fn ipc_handle(v: &View, pHandle: *mut tangIpcMemHandle_t, devPtr: *mut c_void) -> tangError_t {
+    let Some(r) = v.region_at(devPtr as usize) else {
+        return tangErrorInvalidValue;
+    };
+    let Kind::Alloc(b) = &r.kind else {
+        return tangErrorInvalidValue;
+    };
+    if b.destroyed() {
+        return tangErrorDestroyed;
+    }
+    // The handle names the allocation and the offset of `devPtr` in it: opening it yields
+    // the address that corresponds to `devPtr` (the runtime has no call that would tell a
+    // caller an allocation's base).
+    let offset = (devPtr as usize - r.start) as u64;
+    let mut w = [
+        IPC_MAGIC,
+        b.owner_pid as u64,
+        b.id,
+        b.size as u64,
+        mem::uid() as u64,
+        r.dev as u64,
+        offset,
+        0,
+    ];
+    w[7] = checksum(&w[..7]);
+    let mut h = tangIpcMemHandle_t::default();
+    for (dst, src) in h.reserved.iter_mut().zip(w) {
+        *dst = src as _;
+    }
+    unsafe { pHandle.write(h) };
+    tangSuccess
 }
 
 export! {
@@ -969,12 +1040,13 @@ export! {
             return tangErrorInvalidValue;
         }
         let e = emu();
-        let dev = tri!(e.current());
+        let dev = tri!(with_view(|v| v.current().cloned()));
         let key = (owner, id, dev.idx);
         let mut imports = lock(&e.imports);
         if let Some((addr, refs)) = imports.get_mut(&key) {
-            // Still valid? A destroyed allocation is not handed out again.
-            if let Some(r) = e.region_at(*addr) {
+            // Still valid? A destroyed allocation is not handed out again. (Mappings are made
+            // under the lock held here; the view taken now shows every one.)
+            if let Some(r) = e.view_now().region_at(*addr) {
                 if let Kind::Import(b) = &r.kind {
                     if b.destroyed() {
                         return tangErrorDestroyed;
@@ -1005,18 +1077,20 @@ export! {
     fn tangIpcCloseMemHandle(devPtr: *mut c_void) {
         let e = emu();
         let addr = devPtr as usize;
-        let Some(r) = e.region_at(addr) else { return tangErrorInvalidValue };
+        // Mappings are made and removed under this lock; the view taken after it is current.
+        let mut imports = lock(&e.imports);
+        let v = e.view_now();
+        let Some(r) = v.region_at(addr) else { return tangErrorInvalidValue };
         let Kind::Import(b) = &r.kind else { return tangErrorInvalidValue };
         let key = (b.owner_pid, b.id, r.dev);
-        let mut imports = lock(&e.imports);
         let Some((_, refs)) = imports.get_mut(&key) else { return tangErrorInvalidValue };
         *refs -= 1;
         e.live.ipc_open.fetch_sub(1, Ordering::Relaxed);
         if *refs == 0 {
             imports.remove(&key);
-            wr(&e.regions).remove(&r.start);
+            e.remove_region(r);
             e.drop_windows_to(r.start);
-            if let Some(dev) = e.devices().get(r.dev as usize) {
+            if let Some(dev) = v.devices.get(r.dev as usize) {
                 dev.give_va(r.start, r.va_len);
             }
         }
@@ -1027,12 +1101,10 @@ export! {
 // ---------------------------------------------------------------- errors
 
 // These two read the per-thread slot, so they bypass `export!` (which would record their
-// result as a new last error). They still count and honour faults.
+// result as a new last error). They still count, cost and honour faults.
 #[no_mangle]
 pub extern "C" fn tangGetLastError() -> tangError_t {
-    static COUNTER: crate::counters::Counter =
-        crate::counters::Counter::new("tangGetLastError", true);
-    COUNTER.hit();
+    enter!(tangGetLastError);
     if let Some(code) = crate::faults::check("tangGetLastError") {
         return code;
     }
@@ -1041,9 +1113,7 @@ pub extern "C" fn tangGetLastError() -> tangError_t {
 
 #[no_mangle]
 pub extern "C" fn tangPeekAtLastError() -> tangError_t {
-    static COUNTER: crate::counters::Counter =
-        crate::counters::Counter::new("tangPeekAtLastError", true);
-    COUNTER.hit();
+    enter!(tangPeekAtLastError);
     if let Some(code) = crate::faults::check("tangPeekAtLastError") {
         return code;
     }
@@ -1052,16 +1122,12 @@ pub extern "C" fn tangPeekAtLastError() -> tangError_t {
 
 #[no_mangle]
 pub extern "C" fn tangGetErrorName(error: tangError_t) -> *const c_char {
-    static COUNTER: crate::counters::Counter =
-        crate::counters::Counter::new("tangGetErrorName", true);
-    COUNTER.hit();
+    enter!(tangGetErrorName);
     name_ptr(error)
 }
 
 #[no_mangle]
 pub extern "C" fn tangGetErrorString(error: tangError_t) -> *const c_char {
-    static COUNTER: crate::counters::Counter =
-        crate::counters::Counter::new("tangGetErrorString", true);
-    COUNTER.hit();
+    enter!(tangGetErrorString);
     string_ptr(error)
 }

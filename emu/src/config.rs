@@ -2,6 +2,7 @@
 //!
 //! The schema is documented in `emu/README.md`; keep the two in step.
 
+use crate::cost::{self, CLASSES};
 use std::collections::HashMap;
 
 pub const PORTS: u32 = 10;
@@ -58,6 +59,8 @@ pub struct Config {
     /// `tangPointerGetAttributes` on device memory fails unless its device is current (what
     /// Mooncake observed on some stacks).
     pub attributes_need_current_device: bool,
+    /// Busy-wait per runtime call, by class (`cost::NAMES`), in microseconds.
+    pub call_cost_us: [f64; CLASSES],
 }
 
 impl Default for Config {
@@ -73,6 +76,7 @@ impl Default for Config {
             removed_devices: Vec::new(),
             down_links: Vec::new(),
             attributes_need_current_device: false,
+            call_cost_us: [0.0; CLASSES],
         }
     }
 }
@@ -110,8 +114,8 @@ pub fn full_mesh(n: u32) -> Vec<Link> {
 }
 
 impl Config {
-    /// Defaults, then the file named by `TANG_EMU_CONFIG`, then `TANG_EMU_DEVICES` and
-    /// `TANG_EMU_FAULTS`. A malformed setting is reported on stderr and ignored (the runtime must
+    /// Defaults, then the file named by `TANG_EMU_CONFIG`, then `TANG_EMU_DEVICES`,
+    /// `TANG_EMU_FAULTS` and `TANG_EMU_CALL_COST_US`. A malformed setting is reported on stderr and ignored (the runtime must
     /// still load).
     pub fn from_env() -> Config {
         let mut cfg = Config::default();
@@ -145,6 +149,11 @@ impl Config {
                 eprintln!("tang-emu: ignoring TANG_EMU_FAULTS: {e}");
             }
         }
+        if let Ok(v) = std::env::var("TANG_EMU_CALL_COST_US") {
+            if let Err(e) = cfg.apply_call_cost_spec(&v) {
+                eprintln!("tang-emu: ignoring TANG_EMU_CALL_COST_US={v}: {e}");
+            }
+        }
         cfg
     }
 
@@ -164,7 +173,8 @@ impl Config {
                 | "memcpy_peer_unsupported"
                 | "removed_devices"
                 | "down_links"
-                | "attributes_need_current_device" => {}
+                | "attributes_need_current_device"
+                | "call_cost_us" => {}
                 other => return Err(format!("unknown key `{other}`")),
             }
         }
@@ -262,8 +272,52 @@ impl Config {
                 .map(|x| as_pair(x, "down_links"))
                 .collect::<Result<_, _>>()?;
         }
+        if let Some(v) = doc.get("call_cost_us") {
+            next.call_cost_us = parse_call_cost(v)?;
+        }
         next.validate()?;
         *self = next;
+        Ok(())
+    }
+
+    /// `TANG_EMU_CALL_COST_US` syntax (see README): a number of microseconds for every class,
+    /// or entries `CLASS=US` separated by `,` or `;`, where CLASS is a class name or `all`
+    /// (`all` is applied first, whatever its position). Classes not named keep their setting.
+    pub fn apply_call_cost_spec(&mut self, spec: &str) -> Result<(), String> {
+        let spec = spec.trim();
+        if spec.is_empty() {
+            return Ok(());
+        }
+        if let Ok(v) = spec.parse::<f64>() {
+            self.call_cost_us = [check_cost(v, "all")?; CLASSES];
+            return Ok(());
+        }
+        let mut next = self.call_cost_us;
+        let mut named: Vec<(usize, f64)> = Vec::new();
+        for entry in spec
+            .split([',', ';'])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let (k, v) = entry
+                .split_once('=')
+                .ok_or(format!("bad entry `{entry}`: expected CLASS=MICROSECONDS"))?;
+            let (k, v) = (k.trim(), v.trim());
+            let us: f64 = v
+                .parse()
+                .map_err(|_| format!("bad entry `{entry}`: {v:?} is not a number"))?;
+            let us = check_cost(us, k)?;
+            if k == "all" {
+                next = [us; CLASSES];
+            } else {
+                let c = cost::class_named(k).ok_or_else(|| unknown_class(k))?;
+                named.push((c, us));
+            }
+        }
+        for (c, us) in named {
+            next[c] = us;
+        }
+        self.call_cost_us = next;
         Ok(())
     }
 
@@ -448,6 +502,62 @@ fn parse_model(t: &toml::Table, base: PortModel) -> Result<PortModel, String> {
         };
     }
     Ok(m)
+}
+
+fn unknown_class(k: &str) -> String {
+    format!(
+        "unknown call class `{k}` (expected all, {})",
+        cost::NAMES.join(", ")
+    )
+}
+
+fn check_cost(us: f64, what: &str) -> Result<f64, String> {
+    if !us.is_finite() || !(0.0..=cost::MAX_US).contains(&us) {
+        return Err(format!(
+            "call_cost_us.{what} = {us}: expected microseconds in 0..={}",
+            cost::MAX_US
+        ));
+    }
+    Ok(us)
+}
+
+/// `call_cost_us = US` (every class) or a table `[call_cost_us]` with `all` and/or class keys;
+/// replaces the whole setting (classes not given are 0).
+fn parse_call_cost(v: &toml::Value) -> Result<[f64; CLASSES], String> {
+    let num = |v: &toml::Value, what: &str| -> Result<f64, String> {
+        match v {
+            toml::Value::Integer(i) => check_cost(*i as f64, what),
+            toml::Value::Float(f) => check_cost(*f, what),
+            _ => Err(format!(
+                "call_cost_us.{what}: expected a number of microseconds"
+            )),
+        }
+    };
+    let t = match v {
+        toml::Value::Integer(_) | toml::Value::Float(_) => {
+            return Ok([num(v, "all")?; CLASSES]);
+        }
+        toml::Value::Table(t) => t,
+        _ => {
+            return Err(
+                "call_cost_us: expected a table [call_cost_us] (or a number for every class)"
+                    .into(),
+            )
+        }
+    };
+    let mut out = [0.0; CLASSES];
+    if let Some(v) = t.get("all") {
+        out = [num(v, "all")?; CLASSES];
+    }
+    for (k, v) in t {
+        if k == "all" {
+            continue;
+        }
+        let c =
+            cost::class_named(k).ok_or_else(|| format!("call_cost_us: {}", unknown_class(k)))?;
+        out[c] = num(v, k)?;
+    }
+    Ok(out)
 }
 
 fn parse_fault(t: &toml::Table) -> Result<FaultSpec, String> {

@@ -30,13 +30,17 @@ pub unsafe extern "C" fn tangEmuConfigure(toml_text: *const c_char) -> c_int {
         let Some(t) = text(toml_text) else {
             return tangErrorInvalidValue as c_int;
         };
-        let e = emu();
-        let mut next: Config = (*e.cfg()).clone();
-        if let Err(msg) = next.apply_toml(t, false) {
-            eprintln!("tang-emu: tangEmuConfigure: {msg}");
-            return tangErrorInvalidValue as c_int;
-        }
-        match e.reconfigure(next) {
+        let applied = emu().reconfigure(|cur| {
+            let mut next: Config = cur.clone();
+            match next.apply_toml(t, false) {
+                Ok(()) => Ok(next),
+                Err(msg) => {
+                    eprintln!("tang-emu: tangEmuConfigure: {msg}");
+                    Err(tangErrorInvalidValue)
+                }
+            }
+        });
+        match applied {
             Ok(()) => 0,
             Err(c) => c as c_int,
         }
@@ -48,14 +52,15 @@ pub unsafe extern "C" fn tangEmuConfigure(toml_text: *const c_char) -> c_int {
 #[no_mangle]
 pub extern "C" fn tangEmuClearFaults() {
     guard((), || {
-        let e = emu();
-        let mut next: Config = (*e.cfg()).clone();
-        next.faults.clear();
-        next.memcpy_peer_unsupported = false;
-        next.removed_devices.clear();
-        next.down_links.clear();
-        next.attributes_need_current_device = false;
-        let _ = e.reconfigure(next);
+        let _ = emu().reconfigure(|cur| {
+            let mut next: Config = cur.clone();
+            next.faults.clear();
+            next.memcpy_peer_unsupported = false;
+            next.removed_devices.clear();
+            next.down_links.clear();
+            next.attributes_need_current_device = false;
+            Ok(next)
+        });
     })
 }
 
@@ -137,7 +142,7 @@ pub unsafe extern "C" fn tangEmuPtmlEnter(function_name: *const c_char) -> c_uin
 
 #[no_mangle]
 pub extern "C" fn tangEmuPtmlDeviceCount() -> c_int {
-    guard(0, || emu().device_count() as c_int)
+    guard(0, || emu().view_now().device_count() as c_int)
 }
 
 /// Fills `out` with 10 entries of 10 bytes (`ptPhyTopo_t`), entry i describing port i of
@@ -145,11 +150,11 @@ pub extern "C" fn tangEmuPtmlDeviceCount() -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn tangEmuPtmlPhytopo(device: c_int, out: *mut u8) -> c_int {
     guard(-1, || {
-        let e = emu();
-        if device < 0 || device as u32 >= e.device_count() || out.is_null() {
+        let v = emu().view_now();
+        if device < 0 || device as u32 >= v.device_count() || out.is_null() {
             return -1;
         }
-        let cfg = e.cfg();
+        let cfg = &v.cfg;
         if cfg.removed_devices.contains(&(device as u32)) {
             return -2;
         }
@@ -184,11 +189,11 @@ pub unsafe extern "C" fn tangEmuPtmlPhytopo(device: c_int, out: *mut u8) -> c_in
 #[no_mangle]
 pub extern "C" fn tangEmuPtmlLinkStatus(device: c_int, port: c_int) -> c_int {
     guard(-1, || {
-        let e = emu();
-        if device < 0 || device as u32 >= e.device_count() || !(0..PORTS as c_int).contains(&port) {
+        let v = emu().view_now();
+        if device < 0 || device as u32 >= v.device_count() || !(0..PORTS as c_int).contains(&port) {
             return -1;
         }
-        e.cfg().link_up(device as u32, port as u32).is_some() as c_int
+        v.cfg.link_up(device as u32, port as u32).is_some() as c_int
     })
 }
 
@@ -199,9 +204,9 @@ extern "C" fn at_exit() {
         dump_counters();
         // Remove the backing files this process still owns; openers elsewhere see them destroyed.
         if let Some(e) = try_emu() {
-            if let Ok(regions) = e.regions.try_read() {
+            if let Some(v) = e.try_view_now() {
                 let me = crate::mem::pid();
-                for r in regions.values() {
+                for r in v.regions.values() {
                     if let Kind::Alloc(b) = &r.kind {
                         if b.owner_pid == me {
                             b.destroy();

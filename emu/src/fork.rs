@@ -1,10 +1,11 @@
 //! Fork safety: a lock held by another thread at `fork` would stay locked forever in the child
-//! (that thread does not exist there). Before a fork the process-wide locks are taken, in the
-//! order the rest of the emulator nests them (global maps first, then the per-device, per-stream,
-//! per-event and per-port locks inside them), and released again in parent and child.
+//! (that thread does not exist there). Before a fork the process-wide locks are taken (read-write
+//! locks for writing), in the order the rest of the emulator nests them (global maps first, then
+//! the per-device, per-stream, per-event and per-port locks inside them), and released again in
+//! parent and child.
 //! Stream worker threads are restarted lazily in the child (see `stream.rs`).
 
-use crate::state::try_emu;
+use crate::state::emu;
 use std::any::Any;
 use std::cell::RefCell;
 
@@ -15,9 +16,9 @@ thread_local! {
 extern "C" fn prepare() {
     let _ = std::panic::catch_unwind(|| {
         let mut held: Vec<Box<dyn Any>> = Vec::new();
-        if let Some(e) = try_emu() {
-            e.lock_all_for_fork(&mut held);
-        }
+        // The handlers are registered while the emulator is made: if another thread is still
+        // making it, wait (its `OnceLock` would otherwise stay "being made" in the child).
+        emu().lock_all_for_fork(&mut held);
         held.push(crate::faults::lock_for_fork());
         held.extend(crate::counters::lock_for_fork());
         let _ = HELD.try_with(|h| *h.borrow_mut() = held);

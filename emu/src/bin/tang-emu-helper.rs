@@ -11,7 +11,8 @@
 //! `ok` (or exits non-zero); end of input makes it exit. `tang-emu-helper touch` allocates device memory and
 //! reads it from host code (must die of SIGSEGV). `tang-emu-helper info` prints what the
 //! environment's configuration yields: `devices <count> <code>`, `malloc <code> <code> <code>`,
-//! `peer <code>`.
+//! `peer <code>`. `tang-emu-helper call-cost` times five calls of one function of each cost
+//! class (see `emu/README.md`) and prints, per class, `cost <class> <shortest in µs>`.
 #[path = "../../tests/common/rt.rs"]
 mod rt;
 
@@ -111,6 +112,53 @@ fn main() {
                 let e =
                     unsafe { (r.tangMemcpyPeer)(std::ptr::null_mut(), 1, std::ptr::null(), 0, 0) };
                 println!("peer {e}");
+            }
+        }
+        Some("call-cost") => {
+            use std::ffi::c_void;
+            let n = 64;
+            let host = vec![1u8; n];
+            let d = r.malloc(n);
+            let mut s = std::ptr::null_mut();
+            assert_eq!(unsafe { (r.tangStreamCreate)(&mut s) }, 0);
+            let mut ev = std::ptr::null_mut();
+            assert_eq!(unsafe { (r.tangEventCreate)(&mut ev) }, 0);
+            let mut dev = 0;
+            let mut at = [0u64; 3];
+            let mut h = [0u64; 8];
+            let mut count = 0;
+            let calls: [(&str, &mut dyn FnMut() -> u32); 7] = [
+                ("sync_copy", &mut || unsafe {
+                    (r.tangMemcpy)(d, host.as_ptr().cast::<c_void>(), n, 1)
+                }),
+                ("async_launch", &mut || unsafe {
+                    (r.tangMemcpyAsync)(d, host.as_ptr().cast::<c_void>(), n, 1, s)
+                }),
+                ("device", &mut || unsafe { (r.tangGetDevice)(&mut dev) }),
+                ("attributes", &mut || unsafe {
+                    (r.tangPointerGetAttributes)(&mut at, d)
+                }),
+                ("ipc", &mut || unsafe { (r.tangIpcGetMemHandle)(&mut h, d) }),
+                // never recorded: complete
+                ("event_query", &mut || unsafe { (r.tangEventQuery)(ev) }),
+                ("other", &mut || unsafe {
+                    (r.tangGetDeviceCount)(&mut count)
+                }),
+            ];
+            for (class, f) in calls {
+                let mut best = f64::MAX;
+                for _ in 0..5 {
+                    let t = std::time::Instant::now();
+                    assert_eq!(f(), 0, "{class}");
+                    best = best.min(t.elapsed().as_secs_f64() * 1e6);
+                }
+                println!("cost {class} {best:.1}");
+            }
+            unsafe {
+                assert_eq!((r.tangStreamSynchronize)(s), 0);
+                assert_eq!((r.tangEventDestroy)(ev), 0);
+                assert_eq!((r.tangStreamDestroy)(s), 0);
+                assert_eq!((r.tangFree)(d), 0);
             }
         }
         _ => {

@@ -17,7 +17,10 @@ pub fn serial() -> MutexGuard<'static, ()> {
     let g = L.lock().unwrap_or_else(|e| e.into_inner());
     let r = rt();
     unsafe { (r.tangEmuClearFaults)() };
-    assert_eq!(r.configure("link_model = {}\ntopology = \"full_mesh\""), 0);
+    assert_eq!(
+        r.configure("link_model = {}\ntopology = \"full_mesh\"\ncall_cost_us = {}"),
+        0
+    );
     r.set_device(0);
     g
 }
