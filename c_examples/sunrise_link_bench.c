@@ -62,6 +62,7 @@ typedef struct options {
   int ports;
   int striping;
   int busy_poll;
+  char call_cost[256];
   char async_threshold[32];
   char lib_path[1024];
 } options;
@@ -129,6 +130,11 @@ static void usage(FILE *f) {
     "  --port-latency-us X   emulator link model: per-copy latency per port in microseconds\n"
     "  --ports K             emulator topology: K links (1-4) between --local-dev and\n"
     "                        --target-dev instead of 1, so striping has lanes to use\n"
+    "  --call-cost-us SPEC   emulator cost model: a busy-wait per runtime call, in\n"
+    "                        microseconds, for every call (e.g. 2) or by class\n"
+    "                        (e.g. sync_copy=2,device=0.5; classes: sync_copy,\n"
+    "                        async_launch, device, attributes, ipc, event_query, other).\n"
+    "                        A model of hardware whose calls cost time, not a measurement\n"
     "  --no-baseline         skip both baselines\n"
     "\n"
     "Output:\n"
@@ -328,6 +334,10 @@ static void parse_options(int argc, char **argv) {
     } else if (strcmp(name, "--port-latency-us") == 0) {
       VALUE();
       if (parse_double(v, 0.0, &opt.port_latency_us) != 0) BAD();
+    } else if (strcmp(name, "--call-cost-us") == 0) {
+      VALUE();
+      if (strlen(v) >= sizeof opt.call_cost || strpbrk(v, "\"[]\n") != NULL) BAD();
+      snprintf(opt.call_cost, sizeof opt.call_cost, "%s", v);
     } else if (strcmp(name, "--poll") == 0) {
       VALUE();
       if (strcmp(v, "busy") == 0) opt.busy_poll = 1;
@@ -821,12 +831,26 @@ static void build_config(char *out, size_t len) {
 }
 
 static void apply_link_model(void) {
-  if (opt.port_gbps <= 0 && opt.port_latency_us <= 0 && opt.ports <= 1) return;
+  if (opt.port_gbps <= 0 && opt.port_latency_us <= 0 && opt.ports <= 1 && !opt.call_cost[0])
+    return;
   if (rt.EmuConfigure == NULL)
-    die("--port-gbps, --port-latency-us and --ports need the emulated runtime "
+    die("--port-gbps, --port-latency-us, --ports and --call-cost-us need the emulated runtime "
         "(tangEmuConfigure missing)");
-  char toml[1024];
+  char toml[2048];
   size_t n = 0;
+  if (opt.call_cost[0]) {
+    if (strchr(opt.call_cost, '=') == NULL) {
+      n += (size_t)snprintf(toml + n, sizeof toml - n, "call_cost_us = %s\n", opt.call_cost);
+    } else {
+      /* class=us,class=us -> a [call_cost_us] table */
+      char spec[256];
+      snprintf(spec, sizeof spec, "%s", opt.call_cost);
+      n += (size_t)snprintf(toml + n, sizeof toml - n, "[call_cost_us]\n");
+      for (char *save = NULL, *tok = strtok_r(spec, ",", &save); tok != NULL;
+           tok = strtok_r(NULL, ",", &save))
+        n += (size_t)snprintf(toml + n, sizeof toml - n, "%s\n", tok);
+    }
+  }
   if (opt.port_gbps > 0 || opt.port_latency_us > 0) {
     n += (size_t)snprintf(toml + n, sizeof toml - n, "[link_model]\nlatency_us = %.3f\n",
                           opt.port_latency_us);
@@ -842,7 +866,10 @@ static void apply_link_model(void) {
                           opt.local_dev, port, opt.target_dev, port);
   }
   int rc = rt.EmuConfigure(toml);
-  if (rc != 0) die("tangEmuConfigure rejected the link model/topology (code %d)", rc);
+  if (rc != 0)
+    die("tangEmuConfigure rejected the link model, topology or call cost (code %d; "
+        "its reason is on stderr)",
+        rc);
 }
 
 static size_t max_threads(void) {
