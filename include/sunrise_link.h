@@ -195,8 +195,11 @@ typedef int32_t (*sunrise_link_lookup_remote_buffer_fn)(void *user_data,
 typedef void (*sunrise_link_log_fn)(void *user_data, int32_t level, const char *msg);
 
 // Called once per task of the sub-batch allocated with `progress_token` when it reaches a
-// terminal state (TENT's `SubBatch::notifyProgress`): on the submitting thread for copies
-// done inside submit, on the thread that reads the status of an asynchronous one.
+// terminal state (TENT's `SubBatch::notifyProgress`), always inside a call the host made into
+// the library: on the submitting thread for copies done inside submit, on the thread that
+// reads the status of an asynchronous one (or frees or uninstalls). Never for a sub-batch
+// whose `sub_batch_free` has returned, so the token may be the address of the host's own
+// sub-batch object.
 typedef void (*sunrise_link_notify_progress_fn)(void *user_data, uint64_t progress_token);
 
 // What the host provides to a transport. Versioned: set `abi_version` to

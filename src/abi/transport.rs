@@ -113,8 +113,11 @@ pub type sunrise_link_log_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, level: i32, msg: *const c_char)>;
 
 /// Called once per task of the sub-batch allocated with `progress_token` when it reaches a
-/// terminal state (TENT's `SubBatch::notifyProgress`): on the submitting thread for copies
-/// done inside submit, on the thread that reads the status of an asynchronous one.
+/// terminal state (TENT's `SubBatch::notifyProgress`), always inside a call the host made into
+/// the library: on the submitting thread for copies done inside submit, on the thread that
+/// reads the status of an asynchronous one (or frees or uninstalls). Never for a sub-batch
+/// whose `sub_batch_free` has returned, so the token may be the address of the host's own
+/// sub-batch object.
 pub type sunrise_link_notify_progress_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, progress_token: u64)>;
 

@@ -9,7 +9,7 @@
 //! different sub-batches share no lock and no written cache line.
 
 use super::{code, status, Error, Result};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The task has not finished (or finishes inline).
@@ -131,6 +131,8 @@ pub struct SubBatch {
     limit: usize,
     reserved: AtomicUsize,
     pub progress_token: u64,
+    /// Set when the host frees the sub-batch: its tasks are no longer notified.
+    freed: AtomicBool,
 }
 
 impl SubBatch {
@@ -140,7 +142,13 @@ impl SubBatch {
             limit: max_size,
             reserved: AtomicUsize::new(0),
             progress_token,
+            freed: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the host has freed this sub-batch (its progress token may be gone).
+    pub fn is_freed(&self) -> bool {
+        self.freed.load(Ordering::Acquire)
     }
 
     /// Makes a freed sub-batch as good as new for `max_size` tasks (`max_size` ≤ its tasks).
@@ -151,6 +159,7 @@ impl SubBatch {
         self.limit = max_size;
         self.reserved.store(0, Ordering::Release);
         self.progress_token = progress_token;
+        *self.freed.get_mut() = false;
     }
 
     /// Number of tasks submitted so far (TENT's `SubBatch::size()`).
@@ -356,7 +365,9 @@ impl Slab {
             if s.generation != gen || s.batch.is_none() {
                 return Err(Self::not_live(handle));
             }
-            s.batch.take().expect("checked above")
+            let b = s.batch.take().expect("checked above");
+            b.freed.store(true, Ordering::Release);
+            b
         };
         let mut g = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
         g.free.push(idx as u32);

@@ -1,6 +1,10 @@
 //! How a task ends: its status word, the counters, the host's progress notification, and for
 //! a failure its message, also logged (at ERROR, rate-limited) so the reason reaches a user
 //! who only sees "transfer failed" from the host.
+//!
+//! A task of a sub-batch the host has freed is not notified: the progress token may name an
+//! object the host has destroyed. Notifications happen inside the host's own calls (submit,
+//! status, free, uninstall), so none arrives after `sub_batch_free` has returned.
 
 use super::batch::SubBatch;
 use super::stats::{Path, Stats};
@@ -34,8 +38,10 @@ impl Ends<'_> {
         }
         self.stats
             .record_n(path, lens.len() as u64, bytes, true, latency);
-        for _ in lens {
-            self.host.notify_progress(batch.progress_token);
+        if !batch.is_freed() {
+            for _ in lens {
+                self.host.notify_progress(batch.progress_token);
+            }
         }
     }
 
@@ -45,7 +51,9 @@ impl Ends<'_> {
         batch.slot(idx).fail(msg);
         self.stats
             .record(path, 0, false, start.elapsed().as_nanos() as u64);
-        self.host.notify_progress(batch.progress_token);
+        if !batch.is_freed() {
+            self.host.notify_progress(batch.progress_token);
+        }
     }
 }
 

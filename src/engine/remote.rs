@@ -12,7 +12,6 @@ use crate::tang::{
     parse_ipc_handle, IpcHandle, Runtime, IPC_LAZY_ENABLE_PEER_ACCESS, MEMORY_TYPE_DEVICE,
 };
 use arc_swap::ArcSwap;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// One opened remote buffer.
@@ -55,12 +54,13 @@ impl Drop for Mapping {
     }
 }
 
-type SegMap = BTreeMap<u64, Arc<Mapping>>;
+/// Every cached mapping, sorted by (segment, base).
+type Map = Vec<Arc<Mapping>>;
 
 /// The cache. Lookups load the current map without a lock; the map is replaced
 /// copy-on-write when a mapping is opened or dropped (misses and invalidations only).
 pub struct RemoteCache {
-    map: ArcSwap<HashMap<u64, SegMap>>,
+    map: ArcSwap<Map>,
     /// Serialises opening handles and every change of the map.
     open_lock: Mutex<()>,
 }
@@ -84,16 +84,14 @@ impl RemoteCache {
     /// The cached mapping holding `[addr, addr + len)` of segment `seg`.
     pub fn find(&self, seg: u64, addr: u64, len: u64) -> Option<Arc<Mapping>> {
         let m = self.map.load();
-        let s = m.get(&seg)?;
-        s.range(..=addr)
-            .next_back()
-            .filter(|(_, mp)| mp.contains(addr, len))
-            .map(|(_, mp)| mp.clone())
+        let i = m.partition_point(|x| (x.segment, x.base) <= (seg, addr));
+        let mp = m[..i].last()?;
+        (mp.segment == seg && mp.contains(addr, len)).then(|| mp.clone())
     }
 
     /// Replaces the map with `f` applied to a copy of it (caller holds `open_lock`).
-    fn update<T>(&self, f: impl FnOnce(&mut HashMap<u64, SegMap>) -> T) -> T {
-        let mut next = HashMap::clone(&self.map.load());
+    fn update<T>(&self, f: impl FnOnce(&mut Map) -> T) -> T {
+        let mut next = Map::clone(&self.map.load());
         let out = f(&mut next);
         self.map.store(Arc::new(next));
         out
@@ -102,12 +100,14 @@ impl RemoteCache {
     /// Drops every mapping of `seg` (closed when no copy uses them any more).
     pub fn invalidate_segment(&self, seg: u64) -> usize {
         let _g = self.open_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if !self.map.load().contains_key(&seg) {
+        if !self.map.load().iter().any(|m| m.segment == seg) {
             return 0;
         }
-        self.update(|m| m.remove(&seg))
-            .map(|s| s.len())
-            .unwrap_or(0)
+        self.update(|m| {
+            let before = m.len();
+            m.retain(|x| x.segment != seg);
+            before - m.len()
+        })
     }
 
     /// Drops everything.
@@ -118,7 +118,7 @@ impl RemoteCache {
 
     /// Number of cached mappings.
     pub fn len(&self) -> usize {
-        self.map.load().values().map(|s| s.len()).sum()
+        self.map.load().len()
     }
 
     /// Whether the cache is empty.
@@ -282,19 +282,15 @@ impl RemoteCache {
         let inserted = m.clone();
         // Mappings this buffer overlaps are stale (the peer re-registered): they leave the
         // cache and close once the last copy through them ends.
+        let base = r.buf.base;
         let _stale: Vec<Arc<Mapping>> = self.update(move |g| {
-            let s = g.entry(seg).or_default();
-            let stale: Vec<u64> = s
-                .range(..end)
-                .rev()
-                .take_while(|(_, o)| {
-                    o.base.saturating_add(o.length) > r.buf.base || o.base >= r.buf.base
-                })
-                .filter(|(_, o)| o.base.saturating_add(o.length) > r.buf.base)
-                .map(|(k, _)| *k)
-                .collect();
-            let old = stale.iter().filter_map(|k| s.remove(k)).collect();
-            s.insert(inserted.base, inserted);
+            let overlaps = |o: &Mapping| {
+                o.segment == seg && o.base < end && o.base.saturating_add(o.length) > base
+            };
+            let old: Vec<Arc<Mapping>> = g.iter().filter(|o| overlaps(o)).cloned().collect();
+            g.retain(|o| !overlaps(o));
+            let at = g.partition_point(|x| (x.segment, x.base) < (seg, base));
+            g.insert(at, inserted);
             old
         });
         Ok(m)
