@@ -77,16 +77,16 @@ pub fn copy(
                 bounded: db,
             },
         ) => {
-            let ports = ctx.topo.ports(sd, dd);
             // Lanes are checked by the runtime one by one: a range not known to lie in one
             // buffer could then be copied partly, into whatever follows its allocation. Such
             // a range is copied in one call, which the runtime checks as a whole.
-            if sb
-                && db
-                && ctx.cfg.enable_port_striping
+            if ctx.cfg.enable_port_striping
                 && len >= ctx.cfg.port_striping_min_size
-                && ports.len() > 1
+                && sb
+                && db
+                && ctx.topo.ports(sd, dd).len() > 1
             {
+                let ports = ctx.topo.ports(sd, dd);
                 return stripe(ctx, dg, tasks, sa, sd, da, dd, len, ports, async_ok, keep);
             }
             peer_chain(ctx, dg, da, dd, sa, sd, len)
