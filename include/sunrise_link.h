@@ -52,6 +52,22 @@
 // Not supported by this library (TENT `kNotImplemented`).
 #define SUNRISE_LINK_NOT_IMPLEMENTED 200
 
+// TENT `kInvalidMetadataType`. The library never returns it; a host's
+// `lookup_remote_buffer` may (any TENT code is accepted there).
+#define SUNRISE_LINK_INVALID_METADATA_TYPE 6
+
+// TENT `kRdmaError`; never returned by the library (see INVALID_METADATA_TYPE).
+#define SUNRISE_LINK_RDMA_ERROR 100
+
+// TENT `kMetadataError`; never returned by the library (see INVALID_METADATA_TYPE).
+#define SUNRISE_LINK_METADATA_ERROR 131
+
+// TENT `kRpcServiceError`; never returned by the library (see INVALID_METADATA_TYPE).
+#define SUNRISE_LINK_RPC_SERVICE_ERROR 132
+
+// TENT `kMalformedJson`; never returned by the library (see INVALID_METADATA_TYPE).
+#define SUNRISE_LINK_MALFORMED_JSON 133
+
 // `LOCATION_LEN` of TENT's device_plugin.h.
 #define SUNRISE_LINK_DEVICE_LOCATION_LEN 32
 
@@ -102,13 +118,16 @@
 // Request opcode: copy local `source` to remote `target_offset`.
 #define SUNRISE_LINK_OP_WRITE 1
 
-// Task status (TENT `TransferStatusEnum`): not submitted yet.
+// Task status (TENT `TransferStatusEnum`): not submitted. Defined for TENT's enum; never
+// reported for a task whose submit has returned (a task id at or beyond the sub-batch's
+// size is INVALID_ARGUMENT, not INITIAL). A poller on another thread that reads a task
+// while the submit creating it is still running may see it: treat it as PENDING.
 #define SUNRISE_LINK_TASK_INITIAL 0
 
 // Task status: queued or running.
 #define SUNRISE_LINK_TASK_PENDING 1
 
-// Task status: invalid.
+// Task status: invalid (never produced by this library).
 #define SUNRISE_LINK_TASK_INVALID 2
 
 // Task status: cancelled before it started.
@@ -137,6 +156,7 @@
 
 // Log level: trace.
 #define SUNRISE_LINK_LOG_TRACE 4
+
 
 // An opaque transport instance. Created by `sunrise_link_transport_create`, destroyed by
 // `sunrise_link_transport_destroy`; never allocated by the caller.
@@ -182,8 +202,10 @@ typedef struct sunrise_link_remote_buffer_t {
 
 // Looks up the remote buffer of `segment_id` holding `[addr, addr + length)` and fills
 // `*out`. With `refresh` != 0 the host first drops its cached copy of the segment (TENT's
-// `withCachedSegment` / NeedsRefreshCache). Returns a `SUNRISE_LINK_*` status. Called from
-// the library's worker threads, only on a cache miss or a refresh.
+// `withCachedSegment` / NeedsRefreshCache). Returns a `SUNRISE_LINK_*` status (any TENT
+// `Status::Code`): non-zero fails the request, after one retry with `refresh` for
+// NEEDS_REFRESH_CACHE, ADDRESS_NOT_REGISTERED and INVALID_ENTRY. Called from the library's
+// worker threads, only on a cache miss or a refresh.
 typedef int32_t (*sunrise_link_lookup_remote_buffer_fn)(void *user_data,
                                                         uint64_t segment_id,
                                                         uint64_t addr,
@@ -200,8 +222,10 @@ typedef void (*sunrise_link_notify_progress_fn)(void *user_data, uint64_t progre
 
 // What the host provides to a transport. Versioned: set `abi_version` to
 // `SUNRISE_LINK_ABI_VERSION` and `struct_size` to `sizeof(sunrise_link_host_callbacks_t)`;
-// fields beyond `struct_size` are treated as NULL. Every callback must be thread-safe and
-// stay valid until the transport is destroyed.
+// fields beyond `struct_size` are treated as NULL. `abi_version` 0 (a zeroed, never filled
+// struct) or a `struct_size` below 8 makes `create` fail with INVALID_ARGUMENT; a newer
+// version than the library's is accepted (fields past the library's own size are ignored).
+// Every callback must be thread-safe and stay valid until the transport is destroyed.
 typedef struct sunrise_link_host_callbacks_t {
   uint32_t abi_version;
   uint32_t struct_size;
@@ -293,7 +317,8 @@ typedef int32_t (*sunrise_link_notification_receive_fn)(struct sunrise_link_tran
 
 // The transport plugin table, filled by `sunrise_link_transport_plugin_get`. Append-only:
 // `abi_version` and `struct_size` come first, new slots only at the end, optional slots may
-// be NULL. Each slot is also exported under the function name given in its comment.
+// be NULL (test a slot with `SUNRISE_LINK_CHECK_OP`). Each slot is also exported under the
+// function name given in its comment.
 typedef struct sunrise_link_transport_plugin_t {
   uint32_t abi_version;
   uint32_t struct_size;
@@ -312,29 +337,34 @@ typedef struct sunrise_link_transport_plugin_t {
   // `sunrise_link_transport_uninstall`
   int32_t (*uninstall)(struct sunrise_link_transport_t*);
   // `sunrise_link_transport_capabilities_get`
-  int32_t (*capabilities_get)(struct sunrise_link_transport_t*, struct sunrise_link_capabilities_t*);
+  int32_t (*capabilities_get)(const struct sunrise_link_transport_t*,
+                              struct sunrise_link_capabilities_t*);
   // `sunrise_link_transport_bandwidth_get`
-  int32_t (*bandwidth_get)(struct sunrise_link_transport_t*, double*);
+  int32_t (*bandwidth_get)(const struct sunrise_link_transport_t*, double*);
   // `sunrise_link_sub_batch_allocate`
   int32_t (*sub_batch_allocate)(struct sunrise_link_transport_t*, uint64_t, uint64_t, uint64_t*);
   // `sunrise_link_sub_batch_free`
   int32_t (*sub_batch_free)(struct sunrise_link_transport_t*, uint64_t);
   // `sunrise_link_sub_batch_size`
-  int32_t (*sub_batch_size)(struct sunrise_link_transport_t*, uint64_t, uint64_t*);
+  int32_t (*sub_batch_size)(const struct sunrise_link_transport_t*, uint64_t, uint64_t*);
   // `sunrise_link_transfer_submit`
   int32_t (*submit)(struct sunrise_link_transport_t*,
                     uint64_t,
                     const struct sunrise_link_request_t*,
                     size_t);
   // `sunrise_link_task_status_get`
-  int32_t (*task_status_get)(struct sunrise_link_transport_t*,
+  int32_t (*task_status_get)(const struct sunrise_link_transport_t*,
                              uint64_t,
                              uint64_t,
                              struct sunrise_link_task_status_t*);
   // `sunrise_link_task_cancel`
   int32_t (*task_cancel)(struct sunrise_link_transport_t*, uint64_t, uint64_t);
   // `sunrise_link_task_error_get`
-  int32_t (*task_error_get)(struct sunrise_link_transport_t*, uint64_t, uint64_t, char*, size_t);
+  int32_t (*task_error_get)(const struct sunrise_link_transport_t*,
+                            uint64_t,
+                            uint64_t,
+                            char*,
+                            size_t);
   // `sunrise_link_buffer_add`
   int32_t (*buffer_add)(struct sunrise_link_transport_t*,
                         void*,
@@ -347,7 +377,7 @@ typedef struct sunrise_link_transport_plugin_t {
   // `sunrise_link_segment_invalidate`
   int32_t (*segment_invalidate)(struct sunrise_link_transport_t*, uint64_t);
   // `sunrise_link_stats_get`
-  int32_t (*stats_get)(struct sunrise_link_transport_t*, struct sunrise_link_stats_t*);
+  int32_t (*stats_get)(const struct sunrise_link_transport_t*, struct sunrise_link_stats_t*);
   // NULL: notifications are not implemented (see `supports_notification`).
   sunrise_link_notification_send_fn notification_send;
   // NULL: notifications are not implemented.
@@ -357,13 +387,6 @@ typedef struct sunrise_link_transport_plugin_t {
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
-
-// The message of the last failing call on this thread (naming the symbol, path, address or
-// device at fault); "" if none failed yet. Valid until the next failing call on this thread.
-const char *sunrise_link_last_error(void);
-
-// The library version ("MAJOR.MINOR.PATCH"), a static string.
-const char *sunrise_link_version(void);
 
 // Fills TENT's `device_plugin_t` (declared here as `sunrise_link_device_plugin_t`, same
 // layout). Returns 0. The runtime is loaded by `create_plugin` through the MC_TANGRT_*
@@ -376,17 +399,9 @@ int tent_register_device_plugin(struct sunrise_link_device_plugin_t *out);
 // The transport's name, "sunrise_link" (TENT `getName`).
 const char *sunrise_link_transport_name(void);
 
-// Fills `*out` with the plugin table. The caller sets `out->struct_size` to
-// `sizeof(sunrise_link_transport_plugin_t)` as it knows it; the library writes at most that
-// many bytes, then sets `abi_version` and `struct_size` to what it wrote. Slots past an older
-// caller's size are not written; slots of a newer caller beyond ours are left untouched.
-//
-// # Safety
-// `out` points to a writable table of at least `out->struct_size` bytes.
-int32_t sunrise_link_transport_plugin_get(struct sunrise_link_transport_plugin_t *out);
-
 // Creates a transport (not installed yet). `callbacks` is copied; `*out` is written only on
-// success.
+// success. `callbacks->abi_version` 0 or `callbacks->struct_size` below 8 is
+// INVALID_ARGUMENT.
 //
 // # Safety
 // `callbacks` points to a host callbacks struct of at least `callbacks->struct_size` bytes;
@@ -420,7 +435,7 @@ int32_t sunrise_link_transport_uninstall(struct sunrise_link_transport_t *t);
 //
 // # Safety
 // `t` is a live handle; `out` is writable.
-int32_t sunrise_link_transport_capabilities_get(struct sunrise_link_transport_t *t,
+int32_t sunrise_link_transport_capabilities_get(const struct sunrise_link_transport_t *t,
                                                 struct sunrise_link_capabilities_t *out);
 
 // Writes the estimated bandwidth in bytes/s; -1.0 = unknown (TENT's default), which is what
@@ -428,7 +443,7 @@ int32_t sunrise_link_transport_capabilities_get(struct sunrise_link_transport_t 
 //
 // # Safety
 // `t` is a live handle; `out` is writable.
-int32_t sunrise_link_transport_bandwidth_get(struct sunrise_link_transport_t *t, double *out);
+int32_t sunrise_link_transport_bandwidth_get(const struct sunrise_link_transport_t *t, double *out);
 
 // Allocates a sub-batch of `max_size` tasks; `progress_token` is passed to the host's
 // `notify_progress`. Writes a generation-checked handle (never 0) to `*out`.
@@ -450,14 +465,14 @@ int32_t sunrise_link_sub_batch_free(struct sunrise_link_transport_t *t, uint64_t
 //
 // # Safety
 // `t` is a live handle; `out` is writable.
-int32_t sunrise_link_sub_batch_size(struct sunrise_link_transport_t *t,
+int32_t sunrise_link_sub_batch_size(const struct sunrise_link_transport_t *t,
                                     uint64_t sub_batch,
                                     uint64_t *out);
 
 // Appends one task per request (ids `size()` ... `size() + count - 1`) and queues them; never
 // blocks on a copy. Fails only for a bad handle, an uninstalled transport or when the tasks
 // do not fit (TooManyRequests, nothing appended); a request that cannot be carried out
-// becomes a FAILED task.
+// becomes a FAILED task. Once this returns, each new task reads PENDING or a terminal state.
 //
 // # Safety
 // `t` is a live handle; `requests` points to `count` requests (may be NULL if `count` is 0).
@@ -466,11 +481,12 @@ int32_t sunrise_link_transfer_submit(struct sunrise_link_transport_t *t,
                                      const struct sunrise_link_request_t *requests,
                                      size_t count);
 
-// Writes the status of task `task_id` (one atomic load).
+// Writes the status of task `task_id` (one atomic load). A task id at or beyond the
+// sub-batch's size is InvalidArgument.
 //
 // # Safety
 // `t` is a live handle; `out` is writable.
-int32_t sunrise_link_task_status_get(struct sunrise_link_transport_t *t,
+int32_t sunrise_link_task_status_get(const struct sunrise_link_transport_t *t,
                                      uint64_t sub_batch,
                                      uint64_t task_id,
                                      struct sunrise_link_task_status_t *out);
@@ -484,11 +500,13 @@ int32_t sunrise_link_task_cancel(struct sunrise_link_transport_t *t,
                                  uint64_t sub_batch,
                                  uint64_t task_id);
 
-// Copies the failure message of a FAILED task into `buf` ("" if it did not fail).
+// Copies the failure message of a FAILED task into `buf`, NUL-terminated ("" if it did not
+// fail). A message longer than `len - 1` bytes is cut at a UTF-8 character boundary; `len` 0
+// (no room even for the NUL) or a NULL `buf` is InvalidArgument, with nothing written.
 //
 // # Safety
 // `t` is a live handle; `buf` points to `len` writable bytes.
-int32_t sunrise_link_task_error_get(struct sunrise_link_transport_t *t,
+int32_t sunrise_link_task_error_get(const struct sunrise_link_transport_t *t,
                                     uint64_t sub_batch,
                                     uint64_t task_id,
                                     char *buf,
@@ -499,7 +517,8 @@ int32_t sunrise_link_task_error_get(struct sunrise_link_transport_t *t,
 // handle as 128 uppercase hex characters (TENT `BufferDesc::shm_path`, byte-identical to the
 // upstream C++ transport) into `shm_path` (`shm_path_len` >= 129); for host memory writes ""
 // (host buffers are not reachable by peers: do not list SUNRISE_LINK in their transports).
-// On failure nothing stays registered.
+// A device location whose index TENT parses as -1 ("cuda", "cuda:", "cuda:abc", "cuda:-1")
+// means whichever device holds the memory. On failure nothing stays registered.
 //
 // # Safety
 // `t` is a live handle; `location` is a NUL-terminated string; `shm_path` points to
@@ -511,8 +530,9 @@ int32_t sunrise_link_buffer_add(struct sunrise_link_transport_t *t,
                                 char *shm_path,
                                 size_t shm_path_len);
 
-// Unregisters the buffer registered at `addr`. Peers holding its IPC handle keep their
-// mappings until they refresh (TENT republishes the segment without it).
+// Unregisters the buffer registered at `addr` (its start address; `length` is not used).
+// Peers holding its IPC handle keep their mappings until they refresh (TENT republishes the
+// segment without it).
 //
 // # Safety
 // `t` is a live handle.
@@ -529,11 +549,40 @@ int32_t sunrise_link_segment_invalidate(struct sunrise_link_transport_t *t, uint
 //
 // # Safety
 // `t` is a live handle; `out` is writable.
-int32_t sunrise_link_stats_get(struct sunrise_link_transport_t *t,
+int32_t sunrise_link_stats_get(const struct sunrise_link_transport_t *t,
                                struct sunrise_link_stats_t *out);
+
+// The message of the last failing call on this thread (naming the symbol, path, address or
+// device at fault); "" if none failed yet. Valid until the next failing call on this thread.
+const char *sunrise_link_last_error(void);
+
+// The library version ("MAJOR.MINOR.PATCH"), a static string.
+const char *sunrise_link_version(void);
+
+// Fills `*out` with the plugin table. The caller sets `out->struct_size` to
+// `sizeof(sunrise_link_transport_plugin_t)` as it knows it; the library writes at most that
+// many bytes, then sets `abi_version` and `struct_size` to what it wrote. Slots past an older
+// caller's size are not written; slots of a newer caller beyond ours are left untouched. A
+// `struct_size` below 8 (not even `abi_version` and `struct_size`) is InvalidArgument and
+// nothing is written.
+//
+// # Safety
+// `out` points to a writable table of at least `out->struct_size` bytes.
+int32_t sunrise_link_transport_plugin_get(struct sunrise_link_transport_plugin_t *out);
 
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus
 
 #endif  /* SUNRISE_LINK_H */
+
+/*
+ * SUNRISE_LINK_CHECK_OP(table, type, slot): non-zero when `table` (a pointer to a versioned
+ * struct as the library filled it, e.g. by sunrise_link_transport_plugin_get) is large enough
+ * to hold `slot` and the slot is not NULL; in the style of libfabric's FI_CHECK_OP. A host
+ * built against a newer header uses it before calling a slot an older library may lack:
+ *   if (SUNRISE_LINK_CHECK_OP(&table, sunrise_link_transport_plugin_t, stats_get)) ...
+ */
+#define SUNRISE_LINK_CHECK_OP(table, type, slot)                                  \
+  ((size_t)(table)->struct_size >= offsetof(type, slot) + sizeof((table)->slot) && \
+   (table)->slot != NULL)

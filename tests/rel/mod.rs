@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use sunrise_link::abi::transport::*;
-pub use sunrise_link::abi::*;
+
 
 pub const H2D: c_uint = 1;
 pub const D2H: c_uint = 2;
