@@ -1,8 +1,8 @@
 //! Every copy path on the emulated runtime, through the C ABI, with the bytes verified.
 
-mod common;
-use common::*;
+mod support;
 use sunrise_link::abi::transport::*;
+use support::table::*;
 
 const MIB: usize = 1 << 20;
 

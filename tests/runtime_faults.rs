@@ -5,13 +5,13 @@
 //! or IPC mapping is leaked, and a fresh install works afterwards. Also: a missing library or
 //! symbol, zero devices, PTML init failure, and a peer process killed mid-transfer.
 
-mod rel;
+mod support;
 
-use rel::*;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
+use support::direct::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// Size of each local buffer.
@@ -251,7 +251,7 @@ fn verify(emu: &Emu, bed: &Bed, states: &[(i32, String)]) {
 
 fn set_fault(emu: &Emu, function: &str, code: u32, mode: &str) {
     let toml = format!("[[fault]]\nfunction = \"{function}\"\ncode = {code}\n{mode}\n");
-    assert_eq!(emu.configure(&toml), 0, "{toml}");
+    emu.configure(&toml);
 }
 
 /// Functions whose failure leaves the runtime holding the object: the emulator keeps it, so
@@ -264,8 +264,8 @@ const RELEASES: &[&str] = &[
 
 #[test]
 fn every_runtime_call_failing_at_every_point() {
-    let Some((_g, emu)) = serial() else { return };
-    assert_eq!(emu.configure(EXTRA_LINK), 0);
+    let (_g, emu) = serial();
+    emu.configure(EXTRA_LINK);
     let mut bed = Bed::new(emu);
     let mut base = emu.live_transport_objects();
     let functions = [
@@ -293,7 +293,7 @@ fn every_runtime_call_failing_at_every_point() {
     ];
     // A clean round first: how often each function is called.
     bed.reset(emu, 0);
-    let before: Vec<u64> = functions.iter().map(|f| emu.count(f)).collect();
+    let before: Vec<u64> = functions.iter().map(|f| emu.calls(f)).collect();
     let (tally, rest) = round(&bed);
     let (t, _, states) = rest.unwrap();
     assert_eq!(
@@ -310,7 +310,7 @@ fn every_runtime_call_failing_at_every_point() {
     let calls: Vec<u64> = functions
         .iter()
         .zip(&before)
-        .map(|(f, b)| emu.count(f) - b)
+        .map(|(f, b)| emu.calls(f) - b)
         .collect();
     let mut summary: BTreeMap<&str, (u64, Tally)> = BTreeMap::new();
     let mut rounds = 0;
@@ -375,8 +375,8 @@ fn every_runtime_call_failing_at_every_point() {
 
 #[test]
 fn random_faults_under_load_leave_no_leak() {
-    let Some((_g, emu)) = serial() else { return };
-    assert_eq!(emu.configure(EXTRA_LINK), 0);
+    let (_g, emu) = serial();
+    emu.configure(EXTRA_LINK);
     let mut bed = Bed::new(emu);
     let base = emu.live_transport_objects();
     let funcs = [
@@ -413,7 +413,7 @@ fn random_faults_under_load_leave_no_leak() {
 
 #[test]
 fn install_fails_cleanly_and_recovers() {
-    let Some((_g, emu)) = serial() else { return };
+    let (_g, emu) = serial();
     let base = emu.live_transport_objects();
     let t = Transport::create();
     // Missing library.
@@ -429,7 +429,7 @@ fn install_fails_cleanly_and_recovers() {
         "{m}"
     );
     // Missing symbol: a library without the PTML entry points under PTML's name.
-    let dir = lib_dir().unwrap();
+    let dir = lib_dir(&emu_root());
     std::fs::copy(
         dir.join("libtangrt_shared.so"),
         empty.path().join("libptml_shared.so"),
@@ -493,13 +493,13 @@ fn zero_devices_process() {
     if std::env::var(ZERO_ENV).is_err() {
         return;
     }
-    let emu = emu().expect("emulator");
-    assert_eq!(emu.configure("devices = 0"), 0);
+    let emu = emu();
+    emu.configure("devices = 0");
     let t = Transport::create();
     assert_eq!(t.install(Some(&config(""))), SUNRISE_LINK_DEVICE_NOT_FOUND);
     assert!(last_error().contains("no Tang devices"), "{}", last_error());
     assert_eq!(emu.live_transport_objects(), [0, 0, 0]);
-    assert_eq!(emu.configure("devices = 2"), 0);
+    emu.configure("devices = 2");
     assert_eq!(t.install(Some(&config(""))), 0, "{}", last_error());
     drop(t);
     println!("ZERO-DEVICES-OK");
@@ -507,8 +507,8 @@ fn zero_devices_process() {
 
 #[test]
 fn minimal_runtime_without_optional_symbols_still_copies() {
-    let Some((_g, emu)) = serial() else { return };
-    let Some(root) = emu_root() else { return };
+    let (_g, emu) = serial();
+    let root = emu_root();
     let minimal = root.with_file_name(format!(
         "{}-minimal",
         root.file_name().unwrap().to_string_lossy()
@@ -541,7 +541,7 @@ fn peer_target_process() {
     if std::env::var(PEER_ENV).is_err() {
         return;
     }
-    let emu = emu().expect("emulator");
+    let emu = emu();
     let t = Transport::installed("");
     let len = 8usize << 20;
     let p = emu.alloc(1, len);
@@ -608,7 +608,7 @@ fn spawn_peer() -> Peer {
 fn transfers_while_peer_dies(emu: &Emu, kill: impl FnOnce(&mut Peer)) -> (usize, usize) {
     let mut peer = spawn_peer();
     // Slow links (this process only), so transfers are still in flight when the peer dies.
-    assert_eq!(emu.configure("[link_model]\nbandwidth = 2e9\n"), 0);
+    emu.configure("[link_model]\nbandwidth = 2e9\n");
     let t = Transport::installed("\"worker_threads\": 2, \"async_memcpy_threshold\": \"1MiB\"");
     t.publish(Remote {
         segment: 5,
@@ -665,7 +665,7 @@ fn transfers_while_peer_dies(emu: &Emu, kill: impl FnOnce(&mut Peer)) -> (usize,
     }
     assert_eq!(t.uninstall(), 0);
     drop(t);
-    assert_eq!(emu.configure("link_model = {}"), 0);
+    emu.configure("link_model = {}");
     emu.free(local);
     (done, failed)
 }
@@ -674,7 +674,7 @@ fn transfers_while_peer_dies(emu: &Emu, kill: impl FnOnce(&mut Peer)) -> (usize,
 /// message, none hangs, and everything is released.
 #[test]
 fn peer_exits_mid_transfer() {
-    let Some((_g, emu)) = serial() else { return };
+    let (_g, emu) = serial();
     let base = emu.live_transport_objects();
     let (done, failed) = transfers_while_peer_dies(emu, |p| {
         let mut stdin = p.child.stdin.take().unwrap();
@@ -692,7 +692,7 @@ fn peer_exits_mid_transfer() {
 /// readable through mappings already open, so these tasks may complete.)
 #[test]
 fn peer_killed_mid_transfer() {
-    let Some((_g, emu)) = serial() else { return };
+    let (_g, emu) = serial();
     let base = emu.live_transport_objects();
     let (done, failed) = transfers_while_peer_dies(emu, |p| {
         p.child.kill().unwrap();
@@ -708,7 +708,7 @@ fn peer_killed_mid_transfer() {
 /// nothing written afterwards.
 #[test]
 fn async_copy_whose_event_fails_ends_after_the_copy() {
-    let Some((_g, emu)) = serial() else { return };
+    let (_g, emu) = serial();
     let base = emu.live_transport_objects();
     let t = Transport::installed("\"async_memcpy_threshold\": \"1MiB\", \"worker_threads\": 1");
     let len = 16usize << 20;

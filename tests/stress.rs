@@ -7,13 +7,13 @@
 //! `SUNRISE_LINK_STRESS_SECS=<s>` (default 3) and `SUNRISE_LINK_STRESS_THREADS=<n>` (default
 //! 8) for longer or wider runs.
 
-mod rel;
+mod support;
 
-use rel::*;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+use support::direct::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 const SLOT: u64 = 64 << 10;
@@ -258,8 +258,8 @@ fn stress_peer_process() {
     let mut it = v.split(',');
     let threads: u64 = it.next().unwrap().parse().unwrap();
     let secs: f64 = it.next().unwrap().parse().unwrap();
-    let emu = emu().expect("emulator");
-    assert_eq!(emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n"), 0);
+    let emu = emu();
+    emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n");
     let t = Transport::installed(CFG);
     let per = SLOT * SLOTS * threads;
     let mut line = String::from("STRESS-PEER");
@@ -290,8 +290,8 @@ fn stress_peer_process() {
 
 #[test]
 fn stress_threads_devices_two_processes() {
-    let Some((_g, emu)) = serial() else { return };
-    assert_eq!(emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n"), 0);
+    let (_g, emu) = serial();
+    emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n");
     let threads = env_u64("SUNRISE_LINK_STRESS_THREADS", 8);
     let secs = env_u64("SUNRISE_LINK_STRESS_SECS", 3) as f64;
     let base = emu.live_transport_objects();
@@ -390,9 +390,9 @@ fn stress_threads_devices_two_processes() {
 /// after the request's own worker has moved on.
 #[test]
 fn invalidating_a_segment_during_striped_and_async_copies() {
-    let Some((_g, emu)) = serial() else { return };
-    assert_eq!(emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n"), 0);
-    assert_eq!(emu.configure("[link_model]\nbandwidth = 2e8\n"), 0);
+    let (_g, emu) = serial();
+    emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n");
+    emu.configure("[link_model]\nbandwidth = 2e8\n");
     let base = emu.live_transport_objects();
     let owner = Transport::installed("");
     let len = 4u64 << 20;
@@ -447,7 +447,7 @@ fn invalidating_a_segment_during_striped_and_async_copies() {
     assert!(stats.async_requests >= 2);
     drop(t);
     drop(owner);
-    assert_eq!(emu.configure("link_model = {}"), 0);
+    emu.configure("link_model = {}");
     emu.free(local);
     for p in remotes {
         emu.free(p);
@@ -460,9 +460,9 @@ fn invalidating_a_segment_during_striped_and_async_copies() {
 /// each), nothing hangs, nothing leaks.
 #[test]
 fn uninstall_and_install_while_submitting() {
-    let Some((_g, emu)) = serial() else { return };
-    assert_eq!(emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n"), 0);
-    assert_eq!(emu.configure("[link_model]\nbandwidth = 2e9\n"), 0);
+    let (_g, emu) = serial();
+    emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n");
+    emu.configure("[link_model]\nbandwidth = 2e9\n");
     let base = emu.live_transport_objects();
     let cfg = "\"worker_threads\": 2, \"async_memcpy_threshold\": \"128KiB\", \
                \"enable_port_striping\": true, \"port_striping_min_size\": \"64KiB\"";
@@ -550,7 +550,7 @@ fn uninstall_and_install_while_submitting() {
     );
     assert_eq!(notified, accepted, "lost or duplicated completions");
     drop(t);
-    assert_eq!(emu.configure("link_model = {}"), 0);
+    emu.configure("link_model = {}");
     for p in [a, b, c] {
         emu.free(p);
     }
@@ -562,7 +562,7 @@ fn uninstall_and_install_while_submitting() {
 /// transports keep logging from other threads.
 #[test]
 fn log_callback_never_runs_after_destroy() {
-    let Some((_g, _emu)) = serial() else { return };
+    let (_g, _emu) = serial();
     use std::ffi::{c_char, c_void, CString};
     struct Sink {
         alive: AtomicBool,
