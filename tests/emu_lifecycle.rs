@@ -3,7 +3,6 @@
 
 mod support;
 use std::ffi::{c_char, c_void, CStr};
-use std::sync::atomic::Ordering;
 use sunrise_link::abi::*;
 use support::table::*;
 

@@ -9,7 +9,7 @@
 
 mod support;
 
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr::{null, null_mut};
 use std::time::Duration;
 use support::direct::*;
@@ -1016,4 +1016,62 @@ fn device_plugin_rejects_null_and_garbage() {
         }
         assert_eq!((d.destroy_plugin.unwrap())(ctx), 0);
     }
+}
+
+/// The header's contract edges: once a submit has returned, none of the sub-batch's tasks reads
+/// TASK_INITIAL, and the id one past the last is InvalidArgument; `task_error_get` with `len` 0
+/// is InvalidArgument and writes nothing, `len` 1 gives "", a short buffer a cut message.
+#[test]
+fn contract_edges_task_states_and_error_buffers() {
+    let (_g, emu) = serial();
+    let t = Transport::installed("");
+    let len = 1u64 << 16;
+    let (a, b) = (emu.alloc(0, len as usize), emu.alloc(1, len as usize));
+    t.add(a, len, "cuda:0").unwrap();
+    t.add(b, len, "cuda:1").unwrap();
+    let h = t.allocate(32).unwrap();
+    for _ in 0..4 {
+        // Every fourth request names an unregistered source: a FAILED task with a message.
+        let reqs: Vec<_> = (0..8)
+            .map(|i| match i % 4 {
+                3 => req(SUNRISE_LINK_OP_WRITE, 0x10, 0, b, 16),
+                _ => req(SUNRISE_LINK_OP_WRITE, a, 0, b, len),
+            })
+            .collect();
+        assert_eq!(t.submit(h, &reqs), 0, "{}", last_error());
+        let n = t.size(h).unwrap();
+        for id in 0..n {
+            let s = t.status(h, id).unwrap().0;
+            assert_ne!(s, SUNRISE_LINK_TASK_INITIAL, "task {id} read INITIAL");
+        }
+        assert_eq!(t.status(h, n), Err(SUNRISE_LINK_INVALID_ARGUMENT));
+    }
+    let states = t.wait_all(h, 32, Duration::from_secs(20));
+    assert_eq!(states[3].0, SUNRISE_LINK_TASK_FAILED);
+    let full = t.task_error(h, 3);
+    assert!(full.len() > 8, "{full}");
+    let mut buf = [0x55 as c_char; 8];
+    // SAFETY: `buf` holds 8 writable bytes, at least the length given each time.
+    unsafe {
+        let rc = sunrise_link_task_error_get(t.t, h, 3, buf.as_mut_ptr(), 0);
+        assert_eq!(rc, SUNRISE_LINK_INVALID_ARGUMENT);
+        assert!(last_error().contains("too small"), "{}", last_error());
+        assert!(buf.iter().all(|&c| c == 0x55), "len 0: nothing written");
+        assert_eq!(
+            sunrise_link_task_error_get(t.t, h, 3, buf.as_mut_ptr(), 1),
+            0
+        );
+        assert_eq!(buf[0], 0, "len 1: the empty string");
+        assert_eq!(
+            sunrise_link_task_error_get(t.t, h, 3, buf.as_mut_ptr(), 8),
+            0
+        );
+        let cut = CStr::from_ptr(buf.as_ptr()).to_str().unwrap();
+        assert_eq!(cut, &full[..7], "cut to len - 1 bytes");
+    }
+    assert_eq!(t.free(h), 0);
+    assert_eq!(t.remove(a), 0);
+    assert_eq!(t.remove(b), 0);
+    emu.free(a);
+    emu.free(b);
 }
