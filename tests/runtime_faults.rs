@@ -9,7 +9,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 use support::direct::*;
 
@@ -413,6 +413,9 @@ fn random_faults_under_load_leave_no_leak() {
 
 #[test]
 fn install_fails_cleanly_and_recovers() {
+    if role(ZERO_ENV).is_some() {
+        return zero_devices_role();
+    }
     let (_g, emu) = serial();
     let base = emu.live_transport_objects();
     let t = Transport::create();
@@ -445,14 +448,7 @@ fn install_fails_cleanly_and_recovers() {
     emu.clear_faults();
     // Zero devices (in a child process: the device count can change only while nothing is
     // allocated, and this process holds memory of other tests).
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "zero_devices_process",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ZERO_ENV, "1")
+    let out = rerun_as("install_fails_cleanly_and_recovers", ZERO_ENV, "1")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -487,12 +483,9 @@ fn install_fails_cleanly_and_recovers() {
 
 const ZERO_ENV: &str = "SUNRISE_LINK_REL_ZERO_DEVICES";
 
-/// Zero devices: install fails with DeviceNotFound; once devices appear it installs.
-#[test]
-fn zero_devices_process() {
-    if std::env::var(ZERO_ENV).is_err() {
-        return;
-    }
+/// Zero devices (the child role of `install_fails_cleanly_and_recovers`): install fails with
+/// DeviceNotFound; once devices appear it installs.
+fn zero_devices_role() {
     let emu = emu();
     emu.configure("devices = 0");
     let t = Transport::create();
@@ -508,16 +501,7 @@ fn zero_devices_process() {
 #[test]
 fn minimal_runtime_without_optional_symbols_still_copies() {
     let (_g, emu) = serial();
-    let root = emu_root();
-    let minimal = root.with_file_name(format!(
-        "{}-minimal",
-        root.file_name().unwrap().to_string_lossy()
-    ));
-    let lib = minimal.join("lib/linux-x86_64");
-    if !lib.join("libtangrt_shared.so").exists() {
-        eprintln!("no minimal root at {}; skipped", minimal.display());
-        return;
-    }
+    let lib = lib_dir(&minimal_root());
     // The minimal root is another runtime instance: its devices are its own. Install only
     // (no copies against our instance's memory); uninstall; install again.
     let t = Transport::create();
@@ -533,14 +517,10 @@ fn minimal_runtime_without_optional_symbols_still_copies() {
 
 const PEER_ENV: &str = "SUNRISE_LINK_REL_PEER";
 
-/// The target process: registers a device buffer and prints its shm_path; then, on "free" on
-/// stdin, unregisters and frees it and exits; else waits (bounded) to be killed. Runs only
-/// when spawned by the peer tests.
-#[test]
-fn peer_target_process() {
-    if std::env::var(PEER_ENV).is_err() {
-        return;
-    }
+/// The target process (the child role of the peer tests): registers a device buffer and prints
+/// its shm_path; then, on "free" on stdin, unregisters and frees it and exits; else waits
+/// (bounded) to be killed.
+fn peer_target_role() {
     let emu = emu();
     let t = Transport::installed("");
     let len = 8usize << 20;
@@ -574,15 +554,8 @@ struct Peer {
 }
 
 #[allow(clippy::zombie_processes)] // the callers wait for it (or kill it)
-fn spawn_peer() -> Peer {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "peer_target_process",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(PEER_ENV, "1")
+fn spawn_peer(test: &str) -> Peer {
+    let mut child = rerun_as(test, PEER_ENV, "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -605,8 +578,12 @@ fn spawn_peer() -> Peer {
 
 /// Starts 2000 reads and writes of 256 KiB against the peer over slow links, then lets
 /// `kill` end the peer; returns (completed, failed) once every task is terminal (bounded).
-fn transfers_while_peer_dies(emu: &Emu, kill: impl FnOnce(&mut Peer)) -> (usize, usize) {
-    let mut peer = spawn_peer();
+fn transfers_while_peer_dies(
+    test: &str,
+    emu: &Emu,
+    kill: impl FnOnce(&mut Peer),
+) -> (usize, usize) {
+    let mut peer = spawn_peer(test);
     // Slow links (this process only), so transfers are still in flight when the peer dies.
     emu.configure("[link_model]\nbandwidth = 2e9\n");
     let t = Transport::installed("\"worker_threads\": 2, \"async_memcpy_threshold\": \"1MiB\"");
@@ -674,9 +651,12 @@ fn transfers_while_peer_dies(emu: &Emu, kill: impl FnOnce(&mut Peer)) -> (usize,
 /// message, none hangs, and everything is released.
 #[test]
 fn peer_exits_mid_transfer() {
+    if role(PEER_ENV).is_some() {
+        return peer_target_role();
+    }
     let (_g, emu) = serial();
     let base = emu.live_transport_objects();
-    let (done, failed) = transfers_while_peer_dies(emu, |p| {
+    let (done, failed) = transfers_while_peer_dies("peer_exits_mid_transfer", emu, |p| {
         let mut stdin = p.child.stdin.take().unwrap();
         stdin.write_all(b"free\n").unwrap();
         drop(stdin);
@@ -692,9 +672,12 @@ fn peer_exits_mid_transfer() {
 /// readable through mappings already open, so these tasks may complete.)
 #[test]
 fn peer_killed_mid_transfer() {
+    if role(PEER_ENV).is_some() {
+        return peer_target_role();
+    }
     let (_g, emu) = serial();
     let base = emu.live_transport_objects();
-    let (done, failed) = transfers_while_peer_dies(emu, |p| {
+    let (done, failed) = transfers_while_peer_dies("peer_killed_mid_transfer", emu, |p| {
         p.child.kill().unwrap();
         p.child.wait().unwrap();
     });

@@ -10,7 +10,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use support::direct::*;
@@ -248,13 +248,10 @@ const PEER_ENV: &str = "SUNRISE_LINK_REL_STRESS_PEER";
 const CFG: &str = "\"worker_threads\": 4, \"async_memcpy_threshold\": \"32KiB\", \
                    \"enable_port_striping\": true, \"port_striping_min_size\": \"32KiB\"";
 
-/// The second process: exports one buffer per device for the first, and runs its own stress
-/// on local memory meanwhile; prints its counters when told "done".
-#[test]
-fn stress_peer_process() {
-    let Ok(v) = std::env::var(PEER_ENV) else {
-        return;
-    };
+/// The second process (the child role of `stress_threads_devices_two_processes`): exports one
+/// buffer per device for the first, and runs its own stress on local memory meanwhile; prints
+/// its counters when told "done".
+fn stress_peer_role(v: String) {
     let mut it = v.split(',');
     let threads: u64 = it.next().unwrap().parse().unwrap();
     let secs: f64 = it.next().unwrap().parse().unwrap();
@@ -290,24 +287,24 @@ fn stress_peer_process() {
 
 #[test]
 fn stress_threads_devices_two_processes() {
+    if let Some(v) = role(PEER_ENV) {
+        return stress_peer_role(v);
+    }
     let (_g, emu) = serial();
     emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n");
     let threads = env_u64("SUNRISE_LINK_STRESS_THREADS", 8);
     let secs = env_u64("SUNRISE_LINK_STRESS_SECS", 3) as f64;
     let base = emu.live_transport_objects();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "stress_peer_process",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(PEER_ENV, format!("{threads},{secs}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut child = rerun_as(
+        "stress_threads_devices_two_processes",
+        PEER_ENV,
+        &format!("{threads},{secs}"),
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let peer: Vec<(u64, i32, String)> = loop {
         let l = lines.next().expect("peer output").unwrap();

@@ -51,11 +51,18 @@ pub fn lib_dir(root: &Path) -> PathBuf {
     root.join("lib/linux-x86_64")
 }
 
-/// The `-minimal` variant of the root (no optional symbols), laid out next to it.
+/// The `-minimal` variant of the root (no optional symbols), laid out next to it by the
+/// same command.
 pub fn minimal_root() -> PathBuf {
     let mut s = emu_root().into_os_string();
     s.push("-minimal");
-    PathBuf::from(s)
+    let root = PathBuf::from(s);
+    assert!(
+        lib_dir(&root).join("libtangrt_shared.so").exists(),
+        "no minimal emulator root at {}: run `{BUILD_EMU}` (it lays out both roots)",
+        root.display()
+    );
+    root
 }
 
 /// The full name of test `name` in this binary, for running it again in a child process:
@@ -70,6 +77,25 @@ pub fn test_path(name: &str) -> String {
         },
         None => name.to_string(),
     }
+}
+
+/// A child process of this test binary that runs test `test` again with `env` set to
+/// `value`: the test sees the variable and plays its child role instead (see `role`).
+pub fn rerun_as(test: &str, env: &str, value: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(std::env::current_exe().unwrap());
+    c.args([
+        &test_path(test),
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(env, value);
+    c
+}
+
+/// The value of a role variable set by [`rerun_as`]: in that child, the test plays the role.
+pub fn role(env: &str) -> Option<String> {
+    std::env::var(env).ok()
 }
 
 // ------------------------------------------------------------------------------ emulator
