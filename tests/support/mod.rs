@@ -79,6 +79,32 @@ pub fn test_path(name: &str) -> String {
     }
 }
 
+/// The shared library of this build profile (`target/<profile>/libsunrise_link.so`), built
+/// first if `cargo test` has not (it builds the rlib the tests link).
+pub fn cdylib() -> PathBuf {
+    // target/<profile>/deps/<this test> -> target/<profile>/libsunrise_link.so
+    let exe = std::env::current_exe().unwrap();
+    let lib = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("libsunrise_link.so");
+    if !lib.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "-p", "sunrise-link", "--lib", "--manifest-path"])
+            .arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+        if lib.parent().is_some_and(|p| p.ends_with("release")) {
+            cmd.arg("--release");
+        }
+        let st = cmd.status().expect("running cargo build");
+        assert!(st.success(), "cargo build --lib failed");
+    }
+    assert!(lib.exists(), "{} not built", lib.display());
+    lib
+}
+
 /// A child process of this test binary that runs test `test` again with `env` set to
 /// `value`: the test sees the variable and plays its child role instead (see `role`).
 pub fn rerun_as(test: &str, env: &str, value: &str) -> std::process::Command {

@@ -5,13 +5,11 @@
 //! or IPC mapping is leaked, and a fresh install works afterwards. Also: a missing library or
 //! symbol, zero devices, PTML init failure, and a peer process killed mid-transfer.
 
-mod support;
-
+use crate::support::direct::*;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::Duration;
-use support::direct::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// Size of each local buffer.

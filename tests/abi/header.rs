@@ -2,7 +2,7 @@
 //! as C11 and C++17 with -Wall -Wextra -Werror; its slot-check macro works in both.
 //!
 //! Regenerate after changing src/abi/:
-//!   SUNRISE_LINK_REGEN_HEADER=1 cargo test -p sunrise-link --test header
+//!   SUNRISE_LINK_REGEN_HEADER=1 cargo test -p sunrise-link --test abi header
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,7 +40,7 @@ fn header_is_up_to_date() {
     assert!(
         current == fresh,
         "include/sunrise_link.h is stale; regenerate it with\n  \
-         SUNRISE_LINK_REGEN_HEADER=1 cargo test -p sunrise-link --test header"
+         SUNRISE_LINK_REGEN_HEADER=1 cargo test -p sunrise-link --test abi header"
     );
 }
 

@@ -1,10 +1,9 @@
 //! Install/uninstall, loader failures, device counts, config, cancellation and the device
 //! plugin on the emulated runtime, through the C ABI.
 
-mod support;
+use crate::support::table::*;
 use std::ffi::{c_char, c_void, CStr};
 use sunrise_link::abi::*;
-use support::table::*;
 
 const MIB: usize = 1 << 20;
 

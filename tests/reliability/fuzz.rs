@@ -10,14 +10,12 @@
 //! (iterations × scale), `SUNRISE_LINK_FUZZ_SEED=<n>` for another seed, and
 //! `SUNRISE_LINK_FUZZ_PARANOID=1` to also check every byte before each step.
 
-mod support;
-
+use crate::support::direct::*;
 use std::ffi::{c_char, c_void, CString};
 use std::time::Duration;
 use sunrise_link::config::Config;
 use sunrise_link::engine::parse_location;
 use sunrise_link::tang::{hex_upper, parse_ipc_handle};
-use support::direct::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -139,7 +137,7 @@ fn fuzz_hex_codec() {
     eprintln!("hex codec: {n} executions, {ok} valid");
 }
 
-#[path = "models/tent_location.rs"]
+#[path = "../models/tent_location.rs"]
 mod tent_location_model;
 use tent_location_model::tent_location;
 

@@ -7,12 +7,10 @@
 //!
 //! Runs on the emulated Tang runtime (`make emu`; `make test` exports its root).
 
-mod support;
-
+use crate::support::direct::*;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr::{null, null_mut};
 use std::time::Duration;
-use support::direct::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 const NEVER: u64 = 0xDEAD_BEEF_DEAD_BEEF;

@@ -2,39 +2,12 @@
 //! (That every export runs inside the panic boundary is checked by calling each one: the unit
 //! test `abi::tests::every_export_runs_inside_the_boundary`.)
 
-use std::path::PathBuf;
+use crate::support::cdylib;
 use std::process::Command;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn cdylib() -> PathBuf {
-    // target/<profile>/deps/<this test> -> target/<profile>/libsunrise_link.so
-    let exe = std::env::current_exe().unwrap();
-    exe.parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("libsunrise_link.so")
-}
 
 #[test]
 fn only_prefixed_symbols_are_exported() {
     let lib = cdylib();
-    if !lib.exists() {
-        // `cargo test` builds only the rlib; build the shared object of this profile too.
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "-p", "sunrise-link", "--lib", "--manifest-path"])
-            .arg(root().join("Cargo.toml"));
-        if lib.parent().is_some_and(|p| p.ends_with("release")) {
-            cmd.arg("--release");
-        }
-        let st = cmd.status().expect("running cargo build");
-        assert!(st.success(), "cargo build --lib failed");
-    }
-    assert!(lib.exists(), "{} not built", lib.display());
     let out = Command::new("nm")
         .args(["-D", "--defined-only"])
         .arg(&lib)

@@ -1,8 +1,7 @@
 //! Every copy path on the emulated runtime, through the C ABI, with the bytes verified.
 
-mod support;
+use crate::support::table::*;
 use sunrise_link::abi::transport::*;
-use support::table::*;
 
 const MIB: usize = 1 << 20;
 

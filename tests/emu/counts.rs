@@ -1,8 +1,7 @@
 //! Runtime calls per request on the registered-memory hot path, from the emulator's counters:
 //! at most 2 per same-device or peer-device request (upstream makes about 10).
 
-mod support;
-use support::table::*;
+use crate::support::table::*;
 
 const N: u64 = 200;
 

@@ -7,13 +7,11 @@
 //! `SUNRISE_LINK_STRESS_SECS=<s>` (default 3) and `SUNRISE_LINK_STRESS_THREADS=<n>` (default
 //! 8) for longer or wider runs.
 
-mod support;
-
+use crate::support::direct::*;
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use support::direct::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 const SLOT: u64 = 64 << 10;

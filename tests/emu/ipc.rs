@@ -3,11 +3,10 @@
 //! the plugin table. Also: re-registration at the same address with a new handle, a remote
 //! buffer on another machine, a remote host buffer, a malformed shm_path.
 
-mod support;
+use crate::support::table::*;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
-use support::table::*;
 
 const LEN: usize = 1 << 20;
 
