@@ -1,6 +1,6 @@
 //! Every constant of the C ABI, defined once: status codes, task states and opcodes take their
 //! values from the engine (which uses them), the rest are the ABI's own. The header gets them
-//! from [`C_CONSTANTS`] (`tests/header.rs` writes them as `#define`s), so no value is typed
+//! from [`C_CONSTANTS`] (`tests/abi/header.rs` writes them as `#define`s), so no value is typed
 //! twice.
 
 use crate::engine::stats::{Path, LATENCY_BUCKETS, PATH_COUNT};

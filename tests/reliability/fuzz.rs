@@ -6,7 +6,7 @@
 //! the bytes of every allocation (a shadow copy, guard regions included), and no leaked
 //! stream, event or IPC mapping at the end.
 //!
-//! Longer runs: `SUNRISE_LINK_FUZZ_SCALE=100 cargo test --release --test fuzz_abi -- --nocapture`
+//! Longer runs: `SUNRISE_LINK_FUZZ_SCALE=100 cargo test --release --test reliability fuzz -- --nocapture`
 //! (iterations × scale), `SUNRISE_LINK_FUZZ_SEED=<n>` for another seed, and
 //! `SUNRISE_LINK_FUZZ_PARANOID=1` to also check every byte before each step.
 
