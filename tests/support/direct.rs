@@ -93,11 +93,7 @@ unsafe extern "C" fn lookup_cb(
     };
     let _ = length;
     let o = &mut *out;
-    o.base = r.base;
-    o.length = r.length;
-    fill_field(&mut o.location, &r.location);
-    fill_field(&mut o.shm_path, &r.shm_path);
-    fill_field(&mut o.machine_id, &r.machine_id);
+    answer_lookup(o, r.base, r.length, &r.location, &r.shm_path, &r.machine_id);
     match h.garbage.load(Ordering::Relaxed) {
         1 => o.machine_id.iter_mut().for_each(|c| *c = b'A' as c_char),
         2 => o.location[0] = 0xff_u8 as c_char,

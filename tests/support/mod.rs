@@ -317,6 +317,22 @@ pub fn fill_field(dst: &mut [c_char], s: &str) {
     }
 }
 
+/// Answers a `lookup_remote_buffer` with one buffer's fields.
+pub fn answer_lookup(
+    out: &mut sunrise_link_remote_buffer_t,
+    base: u64,
+    length: u64,
+    location: &str,
+    shm_path: &str,
+    machine_id: &str,
+) {
+    out.base = base;
+    out.length = length;
+    fill_field(&mut out.location, location);
+    fill_field(&mut out.shm_path, shm_path);
+    fill_field(&mut out.machine_id, machine_id);
+}
+
 /// SplitMix64: small, fast, deterministic for a seed.
 #[derive(Clone)]
 pub struct Rng(pub u64);

@@ -176,11 +176,7 @@ unsafe extern "C" fn lookup(
         return sunrise_link::abi::SUNRISE_LINK_NEEDS_REFRESH_CACHE;
     };
     let o = &mut *out;
-    o.base = r.base;
-    o.length = r.length;
-    fill_field(&mut o.location, &r.location);
-    fill_field(&mut o.shm_path, &r.shm_path);
-    fill_field(&mut o.machine_id, &r.machine_id);
+    answer_lookup(o, r.base, r.length, &r.location, &r.shm_path, &r.machine_id);
     0
 }
 
