@@ -65,6 +65,7 @@ int bench_tang_load(bench_tang *t, char *err, size_t err_len) {
   BIND(FreeHost, "tangFreeHost");
   BIND(Memcpy, "tangMemcpy");
   BIND(MemcpyPeer, "tangMemcpyPeer");
+  BIND(PointerGetAttributes, "tangPointerGetAttributes");
   BIND(IpcOpenMemHandle, "tangIpcOpenMemHandle");
   BIND(IpcCloseMemHandle, "tangIpcCloseMemHandle");
   BIND(GetErrorString, "tangGetErrorString");

@@ -14,6 +14,14 @@ enum {
   BENCH_D2D = 3,
 };
 
+/* struct tangPointerAttributes: 24 bytes. */
+typedef struct bench_pointer_attributes {
+  int type;
+  int device;
+  void *device_pointer;
+  void *host_pointer;
+} bench_pointer_attributes;
+
 typedef struct bench_ipc_handle {
   unsigned long reserved[8];
 } bench_ipc_handle;
@@ -31,6 +39,7 @@ typedef struct bench_tang {
   int (*FreeHost)(void *);
   int (*Memcpy)(void *, const void *, size_t, int);
   int (*MemcpyPeer)(void *, int, const void *, int, size_t);
+  int (*PointerGetAttributes)(bench_pointer_attributes *, const void *);
   int (*IpcOpenMemHandle)(void **, bench_ipc_handle, unsigned int);
   int (*IpcCloseMemHandle)(void *);
   const char *(*GetErrorString)(int);

@@ -130,8 +130,8 @@ void bench_xport_close(bench_xport *x) {
   if (x == NULL) return;
   x->p.uninstall(x->t);
   x->p.destroy(x->t);
-  /* The library stays loaded: its worker threads are gone, but unloading code that a
-   * runtime callback may still reference gains nothing in a benchmark. */
+  /* The library stays loaded: unloading code that a runtime callback may still reference
+   * gains nothing in a benchmark. */
   free(x);
 }
 
@@ -148,7 +148,7 @@ int bench_xport_unregister(bench_xport *x, void *addr, uint64_t len) {
   return x->p.buffer_remove(x->t, addr, len) == SUNRISE_LINK_OK ? 0 : -1;
 }
 
-int bench_xport_run_batch(bench_xport *x, const bench_request *reqs, size_t n,
+int bench_xport_run_batch(bench_xport *x, const bench_request *reqs, size_t n, int busy_poll,
                           uint64_t timeout_ns, char *err, size_t err_len) {
   sunrise_link_request_t r[4096];
   if (n > 4096) n = 4096;
@@ -200,7 +200,7 @@ int bench_xport_run_batch(bench_xport *x, const bench_request *reqs, size_t n,
         rc = -1;
         break;
       }
-      sched_yield();
+      if (!busy_poll) sched_yield();
     }
   }
   x->p.sub_batch_free(x->t, batch);

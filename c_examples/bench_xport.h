@@ -49,8 +49,10 @@ int bench_xport_unregister(bench_xport *x, void *addr, uint64_t len);
 
 /* As TENT does per batch: allocates a sub-batch for n tasks, submits the n requests in one
  * call, polls every task until it is terminal (or timeout_ns passes), frees the sub-batch.
- * Returns 0 when all completed, else -1 with a message in err. */
-int bench_xport_run_batch(bench_xport *x, const bench_request *reqs, size_t n,
+ * With busy_poll the polling thread never yields its core (as TENT's tebench and serving
+ * code poll); otherwise it calls sched_yield every 64 polls. Returns 0 when all completed,
+ * else -1 with a message in err. */
+int bench_xport_run_batch(bench_xport *x, const bench_request *reqs, size_t n, int busy_poll,
                           uint64_t timeout_ns, char *err, size_t err_len);
 
 const char *bench_xport_version(const bench_xport *x);

@@ -31,6 +31,8 @@ enum mode { MODE_SINGLE, MODE_TARGET, MODE_INITIATOR };
 enum op { OP_WRITE, OP_READ, OP_MIX };
 enum path { PATH_SAME, PATH_PEER };
 enum mem { MEM_VRAM, MEM_DRAM };
+/* What a phase runs: the library, or one of the two baselines. */
+enum phase { PHASE_LIB, PHASE_RAW, PHASE_UPSTREAM };
 
 typedef struct options {
   enum mode mode;
@@ -59,7 +61,7 @@ typedef struct options {
   double port_latency_us;
   int ports;
   int striping;
-  int workers;
+  int busy_poll;
   char async_threshold[32];
   char lib_path[1024];
 } options;
@@ -100,8 +102,11 @@ static void usage(FILE *f) {
     "                        (target buffer on --target-dev); default same,peer. With\n"
     "                        --mode initiator the target's device decides the path.\n"
     "  --block-sizes LIST    block sizes, e.g. 4K,64K,1M,16M (default 4K,64K,1M,16M)\n"
-    "  --threads LIST        submitting threads, e.g. 1,2 (default 1)\n"
+    "  --threads LIST        submitting threads, e.g. 1,2 (default 1,2)\n"
     "  --batch N             requests per submitted batch (default 16)\n"
+    "  --poll MODE           busy (default): the submitting thread polls task status\n"
+    "                        without yielding its core, as TENT's tebench does; yield:\n"
+    "                        sched_yield every 64 polls\n"
     "  --duration SEC        seconds per case and per baseline (default 1)\n"
     "  --requests N          stop each case after N requests per thread instead\n"
     "  --repeat N            run each case and its baseline N times, alternating, and report\n"
@@ -119,13 +124,12 @@ static void usage(FILE *f) {
     "  --lib PATH            libsunrise_link.so to load (default: $SUNRISE_LINK_LIB, else\n"
     "                        target/release/libsunrise_link.so, else the dynamic linker path)\n"
     "  --striping            enable multi-port striping (enable_port_striping)\n"
-    "  --workers N           the library's copy threads (worker_threads; default: its own)\n"
     "  --async-threshold S   async_memcpy_threshold (e.g. 4MiB; plain numbers are KiB)\n"
     "  --port-gbps X         emulator link model: per-port bandwidth in GB/s (0 = none)\n"
     "  --port-latency-us X   emulator link model: per-copy latency per port in microseconds\n"
     "  --ports K             emulator topology: K links (1-4) between --local-dev and\n"
     "                        --target-dev instead of 1, so striping has lanes to use\n"
-    "  --no-baseline         skip the raw-copy baseline\n"
+    "  --no-baseline         skip both baselines\n"
     "\n"
     "Output:\n"
     "  --json                one JSON object per row on stdout instead of the table\n"
@@ -134,8 +138,12 @@ static void usage(FILE *f) {
     "Columns: GB/s (10^9 bytes/s moved), req/s, p50/p99/p99.9 latency of one batch from\n"
     "submit to the last task terminal, runtime calls per request (emulator counters; '-' on\n"
     "a real runtime), heap allocations per request (whole process, counted by interposing\n"
-    "malloc and friends in this executable), the baseline's GB/s and the ratio\n"
-    "library/baseline.\n"
+    "malloc and friends in this executable); then two baselines run in the same process\n"
+    "with the same threads, each with its ratio library/baseline: 'raw', the same copies\n"
+    "straight through the runtime one after the other (tangMemcpy/tangMemcpyPeer, the\n"
+    "device set once per thread; memcpy for host memory), and 'upstream', what the C++\n"
+    "transport of Mooncake does per request inline: tangSetDevice, tangPointerGetAttributes\n"
+    "of source and destination, then the copy.\n"
     "The runtime is found like the library finds it: MC_TANGRT_LIB_DIR, else MC_TANGRT_ROOT\n"
     "(default /usr/local/tangrt) + /lib/<MC_TANGRT_LIB_ARCH or linux-x86_64>/.\n");
 }
@@ -214,7 +222,9 @@ static void parse_options(int argc, char **argv) {
   opt.n_paths = 2;
   parse_list("4K,64K,1M,16M", one_size, opt.blocks, sizeof(uint64_t), &opt.n_blocks);
   opt.threads[0] = 1;
-  opt.n_threads = 1;
+  opt.threads[1] = 2;
+  opt.n_threads = 2;
+  opt.busy_poll = 1;
   opt.batch = 16;
   opt.duration_s = 1.0;
   opt.buffer_size = 64ull << 20;
@@ -318,9 +328,11 @@ static void parse_options(int argc, char **argv) {
     } else if (strcmp(name, "--port-latency-us") == 0) {
       VALUE();
       if (parse_double(v, 0.0, &opt.port_latency_us) != 0) BAD();
-    } else if (strcmp(name, "--workers") == 0) {
+    } else if (strcmp(name, "--poll") == 0) {
       VALUE();
-      if (parse_int(v, 1, 256, &opt.workers) != 0) BAD();
+      if (strcmp(v, "busy") == 0) opt.busy_poll = 1;
+      else if (strcmp(v, "yield") == 0) opt.busy_poll = 0;
+      else BAD();
     } else if (strcmp(name, "--ports") == 0) {
       VALUE();
       if (parse_int(v, 1, 4, &opt.ports) != 0) BAD();
@@ -456,7 +468,7 @@ typedef struct thread_ctx {
   buffer *target;        /* the target buffer as the initiator reaches it for the baseline */
   uint64_t segment;      /* 0 = local segment */
   uint64_t target_addr;  /* the target buffer's address as registered by its owner */
-  int raw;               /* 1 = run the baseline instead of the library */
+  int raw;               /* PHASE_RAW / PHASE_UPSTREAM: a baseline instead of the library */
   pthread_barrier_t *start;
   uint64_t deadline_ns;
   /* results */
@@ -484,6 +496,20 @@ static int raw_copy(buffer *dst, const buffer *src, uint64_t dst_off, uint64_t s
   return rt.Memcpy(d, s, len, BENCH_D2H);
 }
 
+/* What Mooncake's C++ transport does per request: make the copying device current, ask the
+ * runtime about both pointers, then copy inline. */
+static int upstream_copy(buffer *dst, const buffer *src, uint64_t dst_off, uint64_t src_off,
+                         uint64_t len, int dev) {
+  bench_pointer_attributes a;
+  if (dev >= 0) {
+    int rc = rt.SetDevice(dev);
+    if (rc != 0) return rc;
+  }
+  (void)rt.PointerGetAttributes(&a, src->ptr + src_off);
+  (void)rt.PointerGetAttributes(&a, dst->ptr + dst_off);
+  return raw_copy(dst, src, dst_off, src_off, len);
+}
+
 static int request_is_write(const thread_ctx *t, uint64_t seq) {
   if (t->c->op == OP_WRITE) return 1;
   if (t->c->op == OP_READ) return 0;
@@ -497,11 +523,9 @@ static void *worker(void *arg) {
   if (slots == 0) slots = 1;
   bench_request reqs[4096];
   int n = opt.batch;
-  if (t->raw) {
-    /* The baseline copies on the device that owns the source, like the library would. */
-    int dev = t->local->mem == MEM_VRAM ? t->local->dev : t->target->dev;
-    if (dev >= 0) rt.SetDevice(dev);
-  }
+  /* The baselines copy on the device that owns the local side. */
+  int dev = t->local->mem == MEM_VRAM ? t->local->dev : t->target->dev;
+  if (t->raw == PHASE_RAW && dev >= 0) rt.SetDevice(dev);
   pthread_barrier_wait(t->start);
   uint64_t begin = bench_now_ns();
   uint64_t seq = 0;
@@ -512,8 +536,14 @@ static void *worker(void *arg) {
     if (t->raw) {
       for (int i = 0; i < n; i++, seq++) {
         uint64_t off = (seq % slots) * c->block;
-        int rc = request_is_write(t, seq) ? raw_copy(t->target, t->local, off, off, c->block)
-                                          : raw_copy(t->local, t->target, off, off, c->block);
+        int rc;
+        if (t->raw == PHASE_UPSTREAM)
+          rc = request_is_write(t, seq)
+                   ? upstream_copy(t->target, t->local, off, off, c->block, dev)
+                   : upstream_copy(t->local, t->target, off, off, c->block, dev);
+        else
+          rc = request_is_write(t, seq) ? raw_copy(t->target, t->local, off, off, c->block)
+                                        : raw_copy(t->local, t->target, off, off, c->block);
         if (rc != 0) {
           snprintf(t->error, sizeof t->error, "raw copy failed: Tang error %d (%s)", rc,
                    bench_tang_error(&rt, rc));
@@ -530,8 +560,8 @@ static void *worker(void *arg) {
         reqs[i].remote_addr = t->target_addr + off;
         reqs[i].length = c->block;
       }
-      if (bench_xport_run_batch(t->xport, reqs, (size_t)n, 30ull * 1000000000ull, t->error,
-                                sizeof t->error) != 0) {
+      if (bench_xport_run_batch(t->xport, reqs, (size_t)n, opt.busy_poll,
+                                30ull * 1000000000ull, t->error, sizeof t->error) != 0) {
         t->failed = 1;
         return NULL;
       }
@@ -724,15 +754,16 @@ static void fmt_lat(uint64_t ns, char *buf, size_t len) {
 
 static void print_header(void) {
   if (opt.json) return;
-  printf("%-5s %-5s %-11s %3s %6s %5s | %9s %11s %9s %9s %9s %6s %7s | %9s %6s | %s\n",
+  printf("%-5s %-5s %-11s %3s %6s %5s | %9s %11s %9s %9s %9s %6s %7s | %9s %6s | %9s %6s | "
+         "%s\n",
          "path", "op", "mem", "thr", "block", "batch", "GB/s", "req/s", "p50", "p99", "p99.9",
-         "calls", "allocs", "base GB/s", "ratio", "check");
+         "calls", "allocs", "raw GB/s", "ratio", "upstr GB/s", "ratio", "check");
 }
 
 static void print_row(const case_spec *c, const char *path_name, const char *mem_pair,
                       const phase_result *lib, const phase_result *base, double ratio_value,
-                      const char *check) {
-  char blk[32], p50[32], p99[32], p999[32], calls[32], bgb[32], ratio[32];
+                      const phase_result *up, double up_ratio_value, const char *check) {
+  char blk[32], p50[32], p99[32], p999[32], calls[32], bgb[32], ratio[32], ugb[32], uratio[32];
   bench_format_size(c->block, blk, sizeof blk);
   fmt_lat(lib->p50_ns, p50, sizeof p50);
   fmt_lat(lib->p99_ns, p99, sizeof p99);
@@ -746,23 +777,35 @@ static void print_row(const case_spec *c, const char *path_name, const char *mem
     snprintf(bgb, sizeof bgb, "-");
     snprintf(ratio, sizeof ratio, "-");
   }
+  int have_up = up != NULL && up->gbps > 0;
+  if (have_up) {
+    snprintf(ugb, sizeof ugb, "%.3f", up->gbps);
+    snprintf(uratio, sizeof uratio, "%.2f", up_ratio_value);
+  } else {
+    snprintf(ugb, sizeof ugb, "-");
+    snprintf(uratio, sizeof uratio, "-");
+  }
   if (opt.json) {
     printf("{\"path\":\"%s\",\"op\":\"%s\",\"mem\":\"%s\",\"threads\":%d,\"block\":%llu,"
            "\"batch\":%d,\"gbps\":%.6f,\"req_per_s\":%.1f,\"p50_us\":%.3f,\"p99_us\":%.3f,"
            "\"p999_us\":%.3f,\"runtime_calls_per_req\":%s,\"allocs_per_req\":%.4f,"
            "\"requests\":%llu,"
-           "\"baseline_gbps\":%s,\"ratio\":%s,\"runs\":%d,\"check\":\"%s\"}\n",
+           "\"baseline_gbps\":%s,\"ratio\":%s,\"upstream_gbps\":%s,"
+           "\"upstream_ratio\":%s,\"runs\":%d,\"check\":\"%s\"}\n",
            path_name, op_name(c->op), mem_pair, c->threads, (unsigned long long)c->block,
            opt.batch, lib->gbps, lib->reqs_per_s, (double)lib->p50_ns / 1e3,
            (double)lib->p99_ns / 1e3, (double)lib->p999_ns / 1e3,
            lib->calls_per_req >= 0 ? calls : "null", lib->allocs_per_req,
            (unsigned long long)lib->requests,
            base != NULL && base->gbps > 0 ? bgb : "null",
-           base != NULL && base->gbps > 0 ? ratio : "null", opt.repeat, check);
+           base != NULL && base->gbps > 0 ? ratio : "null", have_up ? ugb : "null",
+           have_up ? uratio : "null", opt.repeat, check);
   } else {
-    printf("%-5s %-5s %-11s %3d %6s %5d | %9.3f %11.0f %9s %9s %9s %6s %7.3f | %9s %6s | %s\n",
+    printf("%-5s %-5s %-11s %3d %6s %5d | %9.3f %11.0f %9s %9s %9s %6s %7.3f | %9s %6s | %9s "
+           "%6s | %s\n",
            path_name, op_name(c->op), mem_pair, c->threads, blk, opt.batch, lib->gbps,
-           lib->reqs_per_s, p50, p99, p999, calls, lib->allocs_per_req, bgb, ratio, check);
+           lib->reqs_per_s, p50, p99, p999, calls, lib->allocs_per_req, bgb, ratio, ugb,
+           uratio, check);
   }
   fflush(stdout);
 }
@@ -774,8 +817,6 @@ static void build_config(char *out, size_t len) {
   if (opt.async_threshold[0])
     n += snprintf(out + n, len - (size_t)n, ",\"async_memcpy_threshold\":\"%s\"",
                   opt.async_threshold);
-  if (opt.workers > 0)
-    n += snprintf(out + n, len - (size_t)n, ",\"worker_threads\":%d", opt.workers);
   snprintf(out + n, len - (size_t)n, "}");
 }
 
@@ -830,14 +871,14 @@ static int run_cases(bench_xport *x, enum path path, const char *path_name, buff
         fprintf(stderr, "[%zu/%zu] %s %s %s threads=%d block=%s ...\n", *done, total_cases(),
                 path_name, op_name(c.op), mem_pair, c.threads,
                 bench_format_size(c.block, blk, sizeof blk));
-        static phase_result libs[15], bases[15];
-        double ratios[15];
+        static phase_result libs[15], bases[15], ups[15];
+        double ratios[15], up_ratios[15];
         const char *check = opt.check ? "ok" : "-";
         int have_base = opt.baseline;
         int runs = 0, bad = -1;
         for (int r = 0; r < opt.repeat; r++) {
           if (opt.check) prepare_check(&c, locals, targets);
-          run_phase(&c, x, locals, targets, segment, target_addrs, 0, &libs[r]);
+          run_phase(&c, x, locals, targets, segment, target_addrs, PHASE_LIB, &libs[r]);
           char why[600];
           if (libs[r].failed) {
             fprintf(stderr, "  library run failed: %s\n", libs[r].error);
@@ -857,22 +898,32 @@ static int run_cases(bench_xport *x, enum path path, const char *path_name, buff
             break;
           }
           if (have_base) {
-            run_phase(&c, x, locals, targets, segment, target_addrs, 1, &bases[r]);
-            if (bases[r].failed) {
-              fprintf(stderr, "  baseline failed: %s\n", bases[r].error);
+            run_phase(&c, x, locals, targets, segment, target_addrs, PHASE_RAW, &bases[r]);
+            if (!bases[r].failed)
+              run_phase(&c, x, locals, targets, segment, target_addrs, PHASE_UPSTREAM,
+                        &ups[r]);
+            if (bases[r].failed || ups[r].failed) {
+              fprintf(stderr, "  baseline failed: %s\n",
+                      bases[r].failed ? bases[r].error : ups[r].error);
               have_base = 0;
             } else {
               ratios[r] = bases[r].gbps > 0 ? libs[r].gbps / bases[r].gbps : 0.0;
+              up_ratios[r] = ups[r].gbps > 0 ? libs[r].gbps / ups[r].gbps : 0.0;
             }
           }
           runs++;
         }
-        phase_result lib, base;
+        phase_result lib, base, up;
         if (bad >= 0) median_result(&libs[bad], 1, &lib);
         else median_result(libs, runs, &lib);
-        if (have_base) median_result(bases, runs, &base);
+        if (have_base) {
+          median_result(bases, runs, &base);
+          median_result(ups, runs, &up);
+        }
         double ratio = have_base ? median_double(ratios, runs) : -1.0;
-        print_row(&c, path_name, mem_pair, &lib, have_base ? &base : NULL, ratio, check);
+        double up_ratio = have_base ? median_double(up_ratios, runs) : -1.0;
+        print_row(&c, path_name, mem_pair, &lib, have_base ? &base : NULL, ratio,
+                  have_base ? &up : NULL, up_ratio, check);
       }
   return failures;
 }

@@ -130,7 +130,7 @@
 // Task status: invalid (never produced by this library).
 #define SUNRISE_LINK_TASK_INVALID 2
 
-// Task status: cancelled before it started.
+// Task status: cancelled (not produced by this version: `supports_cancellation` is 0).
 #define SUNRISE_LINK_TASK_CANCELED 3
 
 // Task status: done; `transferred_bytes` = length.
@@ -204,8 +204,8 @@ typedef struct sunrise_link_remote_buffer_t {
 // `*out`. With `refresh` != 0 the host first drops its cached copy of the segment (TENT's
 // `withCachedSegment` / NeedsRefreshCache). Returns a `SUNRISE_LINK_*` status (any TENT
 // `Status::Code`): non-zero fails the request, after one retry with `refresh` for
-// NEEDS_REFRESH_CACHE, ADDRESS_NOT_REGISTERED and INVALID_ENTRY. Called from the library's
-// worker threads, only on a cache miss or a refresh.
+// NEEDS_REFRESH_CACHE, ADDRESS_NOT_REGISTERED and INVALID_ENTRY. Called on the thread that
+// submits, only on a cache miss or a refresh.
 typedef int32_t (*sunrise_link_lookup_remote_buffer_fn)(void *user_data,
                                                         uint64_t segment_id,
                                                         uint64_t addr,
@@ -216,8 +216,9 @@ typedef int32_t (*sunrise_link_lookup_remote_buffer_fn)(void *user_data,
 // Receives one log line (`SUNRISE_LINK_LOG_*` level). Called from any thread.
 typedef void (*sunrise_link_log_fn)(void *user_data, int32_t level, const char *msg);
 
-// Called from a worker thread whenever a task of the sub-batch allocated with
-// `progress_token` reaches a terminal state (TENT's `SubBatch::notifyProgress`).
+// Called once per task of the sub-batch allocated with `progress_token` when it reaches a
+// terminal state (TENT's `SubBatch::notifyProgress`): on the submitting thread for copies
+// done inside submit, on the thread that reads the status of an asynchronous one.
 typedef void (*sunrise_link_notify_progress_fn)(void *user_data, uint64_t progress_token);
 
 // What the host provides to a transport. Versioned: set `abi_version` to
@@ -250,7 +251,8 @@ typedef struct sunrise_link_capabilities_t {
   uint8_t gpu_to_gpu;
   uint8_t dram_to_file;
   uint8_t gpu_to_file;
-  // `cancel` stops tasks that have not started.
+  // 1 if `task_cancel` can stop a task. This version reports 0: a task is carried out by
+  // the submit that creates it, or is on the device when submit returns.
   uint8_t supports_cancellation;
   // Always 0: notifications are not implemented (the table's slots are NULL).
   uint8_t supports_notification;
@@ -417,15 +419,16 @@ int32_t sunrise_link_transport_destroy(struct sunrise_link_transport_t *t);
 
 // Installs: parses the config (`config_json` = JSON text of TENT's `transports/sunrise_link`
 // subtree; NULL = the TOML file named by `SUNRISE_LINK_CONFIG`, else defaults), loads the
-// runtime, counts devices, detects topology, starts the workers. Failure leaves the transport
+// runtime, counts devices, detects topology. No thread is started. Failure leaves the transport
 // uninstalled with nothing leaked.
 //
 // # Safety
 // `t` is a live handle; `config_json` is NULL or a NUL-terminated string.
 int32_t sunrise_link_transport_install(struct sunrise_link_transport_t *t, const char *config_json);
 
-// Uninstalls: queued tasks fail, in-flight async copies are drained (bounded), every IPC
-// mapping and stream is closed, the runtime is unloaded. Idempotent.
+// Uninstalls: waits for calls still running on other threads and for asynchronous copies in
+// flight (bounded; those still running then are FAILED), closes every IPC mapping, event and
+// stream, unloads the runtime. Idempotent.
 //
 // # Safety
 // `t` is a live handle.
@@ -469,10 +472,14 @@ int32_t sunrise_link_sub_batch_size(const struct sunrise_link_transport_t *t,
                                     uint64_t sub_batch,
                                     uint64_t *out);
 
-// Appends one task per request (ids `size()` ... `size() + count - 1`) and queues them; never
-// blocks on a copy. Fails only for a bad handle, an uninstalled transport or when the tasks
-// do not fit (TooManyRequests, nothing appended); a request that cannot be carried out
-// becomes a FAILED task. Once this returns, each new task reads PENDING or a terminal state.
+// Appends one task per request (ids `size()` ... `size() + count - 1`) and carries them out
+// on the calling thread: synchronous copies (below `async_memcpy_threshold`, the default) are
+// terminal when this returns; asynchronous ones are on the transport's streams and end when
+// a status query finds their event complete. Consecutive requests contiguous on both sides
+// are copied with one runtime call. Fails only for a bad handle, an uninstalled transport or
+// when the tasks do not fit (TooManyRequests, nothing appended); a request that cannot be
+// carried out becomes a FAILED task. Once this returns, each new task reads PENDING or a
+// terminal state.
 //
 // # Safety
 // `t` is a live handle; `requests` points to `count` requests (may be NULL if `count` is 0).
@@ -481,8 +488,9 @@ int32_t sunrise_link_transfer_submit(struct sunrise_link_transport_t *t,
                                      const struct sunrise_link_request_t *requests,
                                      size_t count);
 
-// Writes the status of task `task_id` (one atomic load). A task id at or beyond the
-// sub-batch's size is InvalidArgument.
+// Writes the status of task `task_id` (one atomic load; for a task whose asynchronous copy
+// is in flight, also one query of its event). A task id at or beyond the sub-batch's size is
+// InvalidArgument.
 //
 // # Safety
 // `t` is a live handle; `out` is writable.
@@ -491,8 +499,9 @@ int32_t sunrise_link_task_status_get(const struct sunrise_link_transport_t *t,
                                      uint64_t task_id,
                                      struct sunrise_link_task_status_t *out);
 
-// Cancels a task that has not started (it becomes CANCELED). A task that already reached
-// the device runs to its end: then this returns OK and the status says what happened.
+// Asks to cancel a task. This version cannot stop one (`supports_cancellation` is 0): every
+// task has run, or its copy is on the device and runs to its end. Returns OK for a valid task
+// and changes nothing; the status says what happened.
 //
 // # Safety
 // `t` is a live handle.

@@ -100,7 +100,7 @@ c_constants! {
     SUNRISE_LINK_TASK_PENDING: i32 = status::PENDING as i32;
     /// Task status: invalid (never produced by this library).
     SUNRISE_LINK_TASK_INVALID: i32 = status::INVALID as i32;
-    /// Task status: cancelled before it started.
+    /// Task status: cancelled (not produced by this version: `supports_cancellation` is 0).
     SUNRISE_LINK_TASK_CANCELED: i32 = status::CANCELED as i32;
     /// Task status: done; `transferred_bytes` = length.
     SUNRISE_LINK_TASK_COMPLETED: i32 = status::COMPLETED as i32;

@@ -12,10 +12,12 @@ use super::args;
 use super::boundary::{export, set_last_error};
 pub use super::consts::SUNRISE_LINK_DEVICE_LOCATION_LEN;
 use super::handle::Kind;
-use crate::engine::transport::on_device;
+use crate::engine::device::{on_device, DeviceGuard};
+use crate::engine::locate::owning_device;
+use crate::engine::registry::{known_device, known_device_add, known_device_remove};
 use crate::engine::{is_device_location, parse_location, Error};
 use crate::tang::loader::TangLib;
-use crate::tang::{MemcpyKind, Runtime, MEMORY_TYPE_DEVICE};
+use crate::tang::{MemcpyKind, Runtime};
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::{Arc, Mutex};
 
@@ -115,36 +117,32 @@ unsafe extern "C" fn alloc(
         }
         let rt: &dyn Runtime = c.rt.as_ref();
         let p = on_device(rt, idx, || rt.malloc(size))?;
+        if p != 0 && size > 0 {
+            known_device_add(p, size as u64, idx);
+            ALLOCATIONS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((p, size as u64));
+        }
         *pptr = p as usize as *mut c_void;
         Ok(())
     })
 }
 
-/// The device owning `p`, or None for host memory. The query may fail until the owning device
-/// is current (as upstream's platform probe assumes), so it is retried with each device
-/// current, and the caller's device is restored.
-fn device_of(rt: &dyn Runtime, p: u64) -> Option<i32> {
-    let owner = |a: crate::tang::PointerInfo| {
-        (a.memory_type == MEMORY_TYPE_DEVICE && a.device >= 0).then_some(a.device)
-    };
-    if let Ok(a) = rt.pointer_attributes(p) {
-        return owner(a);
+/// The device owning `[p, p + len)`, or None for host memory: memory the library knows
+/// (registered with a transport, allocated here) without a runtime call, else the runtime's
+/// answer (see `engine::locate::owner`; the caller's device is restored).
+fn device_of(rt: &dyn Runtime, p: u64, len: u64) -> Option<i32> {
+    if let Some(d) = known_device(p, len) {
+        return (d >= 0).then_some(d);
     }
-    let saved = rt.get_device().ok();
-    let mut found = None;
-    for d in 0..rt.device_count().unwrap_or(0) {
-        if rt.set_device(d).is_ok() {
-            if let Ok(a) = rt.pointer_attributes(p) {
-                found = owner(a);
-                break;
-            }
-        }
-    }
-    if let Some(s) = saved.filter(|&s| s >= 0) {
-        let _ = rt.set_device(s);
-    }
-    found
+    let mut dg = DeviceGuard::new(rt);
+    owning_device(&mut dg, rt.device_count().unwrap_or(0), p)
 }
+
+/// Sizes of the allocations made through the plugin, by address (so `free` forgets exactly
+/// what `alloc` recorded, whatever size the host passes).
+static ALLOCATIONS: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
 
 unsafe extern "C" fn free(c: *mut c_void, ptr: *mut c_void, _size: usize) -> c_int {
     export!(errno {
@@ -155,9 +153,15 @@ unsafe extern "C" fn free(c: *mut c_void, ptr: *mut c_void, _size: usize) -> c_i
         }
         let rt: &dyn Runtime = c.rt.as_ref();
         let p = ptr as usize as u64;
-        let dev = device_of(rt, p)
+        let dev = device_of(rt, p, 1)
             .ok_or_else(|| Error::invalid(format!("{p:#x} is not Tang device memory")))?;
-        on_device(rt, dev, || rt.free(p))
+        on_device(rt, dev, || rt.free(p))?;
+        let mut allocs = ALLOCATIONS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = allocs.iter().position(|&(a, _)| a == p) {
+            let (a, len) = allocs.swap_remove(i);
+            known_device_remove(a, len);
+        }
+        Ok(())
     })
 }
 
@@ -172,7 +176,8 @@ unsafe extern "C" fn memcpy_sync(
         let c = unsafe { PLUGIN.borrow(c) }?;
         let rt: &dyn Runtime = c.rt.as_ref();
         let (d, s) = (dst as usize as u64, src as usize as u64);
-        let (dd, sd) = (device_of(rt, d), device_of(rt, s));
+        let n = length as u64;
+        let (dd, sd) = (device_of(rt, d, n), device_of(rt, s, n));
         let (kind, dev) = match (sd, dd) {
             (Some(x), Some(y)) if x != y => {
                 return on_device(rt, x, || rt.memcpy_peer(d, y, s, x, length));
@@ -209,7 +214,7 @@ unsafe extern "C" fn query_location(
         let Ok(buf) = (unsafe { args::out(buf, "buf") }) else {
             return 0;
         };
-        let Some(dev) = device_of(c.rt.as_ref(), addr as usize as u64) else {
+        let Some(dev) = device_of(c.rt.as_ref(), addr as usize as u64, size as u64) else {
             return 0;
         };
         let mut loc = [0 as c_char; SUNRISE_LINK_DEVICE_LOCATION_LEN];

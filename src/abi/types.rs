@@ -37,8 +37,8 @@ pub struct sunrise_link_remote_buffer_t {
 /// `*out`. With `refresh` != 0 the host first drops its cached copy of the segment (TENT's
 /// `withCachedSegment` / NeedsRefreshCache). Returns a `SUNRISE_LINK_*` status (any TENT
 /// `Status::Code`): non-zero fails the request, after one retry with `refresh` for
-/// NEEDS_REFRESH_CACHE, ADDRESS_NOT_REGISTERED and INVALID_ENTRY. Called from the library's
-/// worker threads, only on a cache miss or a refresh.
+/// NEEDS_REFRESH_CACHE, ADDRESS_NOT_REGISTERED and INVALID_ENTRY. Called on the thread that
+/// submits, only on a cache miss or a refresh.
 pub type sunrise_link_lookup_remote_buffer_fn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -54,8 +54,9 @@ pub type sunrise_link_lookup_remote_buffer_fn = Option<
 pub type sunrise_link_log_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, level: i32, msg: *const c_char)>;
 
-/// Called from a worker thread whenever a task of the sub-batch allocated with
-/// `progress_token` reaches a terminal state (TENT's `SubBatch::notifyProgress`).
+/// Called once per task of the sub-batch allocated with `progress_token` when it reaches a
+/// terminal state (TENT's `SubBatch::notifyProgress`): on the submitting thread for copies
+/// done inside submit, on the thread that reads the status of an asynchronous one.
 pub type sunrise_link_notify_progress_fn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, progress_token: u64)>;
 
@@ -117,7 +118,8 @@ pub struct sunrise_link_capabilities_t {
     pub gpu_to_gpu: u8,
     pub dram_to_file: u8,
     pub gpu_to_file: u8,
-    /// `cancel` stops tasks that have not started.
+    /// 1 if `task_cancel` can stop a task. This version reports 0: a task is carried out by
+    /// the submit that creates it, or is on the device when submit returns.
     pub supports_cancellation: u8,
     /// Always 0: notifications are not implemented (the table's slots are NULL).
     pub supports_notification: u8,

@@ -3,26 +3,40 @@
 //! A task's status and transferred bytes share one `AtomicU64` (status in the low 8 bits,
 //! bytes above), so a status read is one atomic load. Sub-batches are addressed by
 //! generation-checked `u64` handles: a stale, foreign or double-freed handle is an error.
+//!
+//! The table of live sub-batches is an array of slots that never moves, each behind its own
+//! small lock, so looking a handle up touches only that sub-batch's slot: threads working on
+//! different sub-batches share no lock and no written cache line.
 
 use super::{code, status, Error, Result};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
-const CLAIM_QUEUED: u8 = 0;
-const CLAIM_RUNNING: u8 = 1;
-const CLAIM_CANCELED: u8 = 2;
+/// The task has not finished (or finishes inline).
+const CLAIM_OPEN: u8 = 0;
+/// An asynchronous copy of the task's run is in flight.
+const CLAIM_IN_FLIGHT: u8 = 1;
+/// The run of the task has been finished by one thread.
+const CLAIM_DONE: u8 = 2;
 
 /// Largest transferred-bytes value the status word can carry (2^56 − 1).
 pub const MAX_TASK_BYTES: u64 = (1 << 56) - 1;
+
+/// `Task::event` of a task whose run waits for several events (striped lanes).
+pub const MULTI_EVENT: u64 = u64::MAX;
 
 /// One task (one request).
 pub struct Task {
     word: AtomicU64,
     claim: AtomicU8,
-    /// Lanes still running (striped copies).
-    pub(crate) lanes: AtomicU32,
-    /// Set when a lane failed.
-    pub(crate) lane_failed: AtomicBool,
+    /// The event an asynchronous copy of this task's run records (0: none;
+    /// [`MULTI_EVENT`]: several, kept with the run).
+    event: AtomicU64,
+    /// First task index (low 32 bits) and number of tasks (high 32 bits) of the run this
+    /// task's asynchronous copy belongs to.
+    run: AtomicU64,
+    /// Bytes the task moves when its asynchronous copy completes.
+    want: AtomicU64,
     error: OnceLock<String>,
 }
 
@@ -30,9 +44,10 @@ impl Task {
     fn new() -> Self {
         Task {
             word: AtomicU64::new(status::INITIAL as u64),
-            claim: AtomicU8::new(CLAIM_QUEUED),
-            lanes: AtomicU32::new(0),
-            lane_failed: AtomicBool::new(false),
+            claim: AtomicU8::new(CLAIM_OPEN),
+            event: AtomicU64::new(0),
+            run: AtomicU64::new(0),
+            want: AtomicU64::new(0),
             error: OnceLock::new(),
         }
     }
@@ -54,44 +69,8 @@ impl Task {
         self.store(status::PENDING, 0);
     }
 
-    /// Claims the task for execution; false if it was cancelled first.
-    pub(crate) fn claim(&self) -> bool {
-        self.claim
-            .compare_exchange(
-                CLAIM_QUEUED,
-                CLAIM_RUNNING,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-    }
-
-    /// Cancels the task if no worker has claimed it. Returns whether it was cancelled.
-    pub(crate) fn cancel(&self) -> bool {
-        if self
-            .claim
-            .compare_exchange(
-                CLAIM_QUEUED,
-                CLAIM_CANCELED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_ok()
-        {
-            self.store(status::CANCELED, 0);
-            true
-        } else {
-            false
-        }
-    }
-
     pub(crate) fn complete(&self, bytes: u64) {
         self.store(status::COMPLETED, bytes);
-    }
-
-    /// Records a failure message without changing the status (first message wins).
-    pub(crate) fn note_error(&self, msg: String) {
-        let _ = self.error.set(msg);
     }
 
     pub(crate) fn fail(&self, msg: String) {
@@ -102,6 +81,45 @@ impl Task {
     /// The failure message, if the task failed.
     pub fn error(&self) -> Option<&str> {
         self.error.get().map(|s| s.as_str())
+    }
+
+    /// Marks the task as part of the asynchronous run `[head, head + len)` waiting for
+    /// `event`; `want` is what it reports on completion. The event is published last, so a
+    /// poller that sees it sees the rest.
+    pub(crate) fn set_in_flight(&self, head: usize, len: usize, event: u64, want: u64) {
+        self.claim.store(CLAIM_IN_FLIGHT, Ordering::Relaxed);
+        self.want.store(want, Ordering::Relaxed);
+        self.run
+            .store(head as u64 | ((len as u64) << 32), Ordering::Relaxed);
+        self.event.store(event, Ordering::Release);
+    }
+
+    /// The event this task's asynchronous copy waits for (0: none).
+    pub(crate) fn event(&self) -> u64 {
+        self.event.load(Ordering::Acquire)
+    }
+
+    /// `(head, len)` of the asynchronous run this task belongs to.
+    pub(crate) fn run(&self) -> (usize, usize) {
+        let r = self.run.load(Ordering::Relaxed);
+        ((r & 0xffff_ffff) as usize, (r >> 32) as usize)
+    }
+
+    /// Bytes the task reports when its asynchronous copy completes.
+    pub(crate) fn want(&self) -> u64 {
+        self.want.load(Ordering::Relaxed)
+    }
+
+    /// Takes the right to finish this task's run: true for exactly one caller.
+    pub(crate) fn take_finish(&self) -> bool {
+        self.claim
+            .compare_exchange(
+                CLAIM_IN_FLIGHT,
+                CLAIM_DONE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
     }
 }
 
@@ -182,14 +200,24 @@ impl SubBatch {
     }
 }
 
-struct Slot {
+/// Slots per chunk of the handle table.
+const CHUNK: usize = 1024;
+/// Chunks of the handle table: at most `CHUNK * CHUNKS` sub-batches live at once.
+const CHUNKS: usize = 1024;
+
+#[derive(Default)]
+struct SlotInner {
     generation: u32,
     batch: Option<Arc<SubBatch>>,
 }
 
+type Slot = Mutex<SlotInner>;
+
 /// Generation-checked table of live sub-batches.
 pub struct Slab {
-    inner: RwLock<SlabInner>,
+    chunks: Box<[OnceLock<Box<[Slot]>>]>,
+    /// Allocation bookkeeping (taken by allocate and free only).
+    alloc: Mutex<SlabAlloc>,
     /// First generation of this table's slots, distinct per table, so a handle of another
     /// transport (same slot index, small generation) is foreign here, not someone's batch.
     seed: u32,
@@ -201,7 +229,8 @@ impl Default for Slab {
         // An odd multiplier spreads consecutive tables far apart in generation space.
         let n = TABLES.fetch_add(1, Ordering::Relaxed);
         Slab {
-            inner: RwLock::default(),
+            chunks: (0..CHUNKS).map(|_| OnceLock::new()).collect(),
+            alloc: Mutex::default(),
             seed: n.wrapping_mul(0x9E37_79B9),
         }
     }
@@ -214,10 +243,12 @@ const SPARE_BATCHES: usize = 64;
 const SPARE_MAX_TASKS: usize = 4096;
 
 #[derive(Default)]
-struct SlabInner {
-    slots: Vec<Slot>,
+struct SlabAlloc {
+    /// Slots ever used.
+    used: usize,
     free: Vec<u32>,
     spare: Vec<Arc<SubBatch>>,
+    live: usize,
 }
 
 fn split(handle: u64) -> (usize, u32) {
@@ -228,11 +259,44 @@ fn split(handle: u64) -> (usize, u32) {
 }
 
 impl Slab {
+    fn slot(&self, idx: usize) -> Option<&Slot> {
+        self.chunks.get(idx / CHUNK)?.get()?.get(idx % CHUNK)
+    }
+
+    fn lock(s: &Slot) -> std::sync::MutexGuard<'_, SlotInner> {
+        s.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Allocates a sub-batch and returns its handle (never 0).
-    pub fn allocate(&self, max_size: usize, progress_token: u64) -> u64 {
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
+    pub fn allocate(&self, max_size: usize, progress_token: u64) -> Result<u64> {
+        let mut g = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
+        let idx = match g.free.pop() {
+            Some(i) => i as usize,
+            None if g.used < CHUNK * CHUNKS => {
+                let i = g.used;
+                let chunk = self.chunks[i / CHUNK].get_or_init(|| {
+                    (0..CHUNK)
+                        .map(|_| {
+                            Mutex::new(SlotInner {
+                                generation: self.seed,
+                                batch: None,
+                            })
+                        })
+                        .collect()
+                });
+                debug_assert_eq!(chunk.len(), CHUNK);
+                g.used += 1;
+                i
+            }
+            None => {
+                return Err(Error::new(
+                    code::TOO_MANY_REQUESTS,
+                    format!("{} sub-batches are live; free some first", CHUNK * CHUNKS),
+                ))
+            }
+        };
         // Reuse a freed sub-batch big enough, but not one more than 4× too big, and only one
-        // that no job or copy refers to any more.
+        // that no copy or poller refers to any more.
         let reuse = g.spare.iter().position(|b| {
             let have = b.tasks.len();
             have >= max_size
@@ -252,64 +316,61 @@ impl Slab {
             }
             None => Arc::new(SubBatch::new(max_size, progress_token)),
         };
-        let idx = match g.free.pop() {
-            Some(i) => i as usize,
-            None => {
-                g.slots.push(Slot {
-                    generation: self.seed,
-                    batch: None,
-                });
-                g.slots.len() - 1
-            }
-        };
-        let s = &mut g.slots[idx];
+        g.live += 1;
+        let slot = self.slot(idx).expect("slot of an allocated chunk");
+        let mut s = Self::lock(slot);
         s.generation = s.generation.wrapping_add(1).max(1);
         s.batch = Some(b);
-        ((s.generation as u64) << 32) | (idx as u64 + 1)
+        Ok(((s.generation as u64) << 32) | (idx as u64 + 1))
+    }
+
+    fn not_live(handle: u64) -> Error {
+        Error::invalid(format!(
+            "sub-batch handle {handle:#x} is not live (stale, freed or foreign)"
+        ))
+    }
+
+    /// Runs `f` on the sub-batch behind `handle`, with its slot held: the sub-batch cannot be
+    /// freed meanwhile.
+    pub fn with<T>(&self, handle: u64, f: impl FnOnce(&Arc<SubBatch>) -> Result<T>) -> Result<T> {
+        let (idx, gen) = split(handle);
+        let slot = self.slot(idx).ok_or_else(|| Self::not_live(handle))?;
+        let s = Self::lock(slot);
+        match &s.batch {
+            Some(b) if s.generation == gen => f(b),
+            _ => Err(Self::not_live(handle)),
+        }
     }
 
     /// The sub-batch behind `handle`.
     pub fn get(&self, handle: u64) -> Result<Arc<SubBatch>> {
-        let (idx, gen) = split(handle);
-        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        match g.slots.get(idx) {
-            Some(Slot {
-                generation,
-                batch: Some(b),
-            }) if *generation == gen => Ok(b.clone()),
-            _ => Err(Error::invalid(format!(
-                "sub-batch handle {handle:#x} is not live (stale, freed or foreign)"
-            ))),
-        }
+        self.with(handle, |b| Ok(b.clone()))
     }
 
-    /// Frees `handle`; a second free of the same handle is an error.
-    pub fn free(&self, handle: u64) -> Result<()> {
+    /// Frees `handle`; a second free of the same handle is an error. Returns the sub-batch.
+    pub fn free(&self, handle: u64) -> Result<Arc<SubBatch>> {
         let (idx, gen) = split(handle);
-        let mut g = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        match g.slots.get_mut(idx) {
-            Some(s) if s.generation == gen && s.batch.is_some() => {
-                let b = s.batch.take();
-                g.free.push(idx as u32);
-                // Kept for reuse; reused only once no job or copy refers to it any more (a
-                // worker may still hold it for a moment after its last task completed).
-                if let Some(b) = b {
-                    if g.spare.len() < SPARE_BATCHES && b.tasks.len() <= SPARE_MAX_TASKS {
-                        g.spare.push(b);
-                    }
-                }
-                Ok(())
+        let slot = self.slot(idx).ok_or_else(|| Self::not_live(handle))?;
+        let b = {
+            let mut s = Self::lock(slot);
+            if s.generation != gen || s.batch.is_none() {
+                return Err(Self::not_live(handle));
             }
-            _ => Err(Error::invalid(format!(
-                "sub-batch handle {handle:#x} is not live (stale, freed or foreign)"
-            ))),
+            s.batch.take().expect("checked above")
+        };
+        let mut g = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
+        g.free.push(idx as u32);
+        g.live -= 1;
+        // Kept for reuse; reused only once no copy or poller refers to it any more.
+        if g.spare.len() < SPARE_BATCHES && b.tasks.len() <= SPARE_MAX_TASKS {
+            g.spare.push(b.clone());
         }
+        Ok(b)
     }
 
     /// Number of live sub-batches.
     pub fn live(&self) -> usize {
-        let g = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        g.slots.iter().filter(|s| s.batch.is_some()).count()
+        self.alloc.lock().unwrap_or_else(|e| e.into_inner()).live
     }
 }
 
@@ -320,37 +381,55 @@ mod tests {
     #[test]
     fn handles_are_generation_checked() {
         let s = Slab::default();
-        let a = s.allocate(4, 7);
+        let a = s.allocate(4, 7).unwrap();
         assert_ne!(a, 0);
         assert_eq!(s.get(a).unwrap().progress_token, 7);
         s.free(a).unwrap();
         assert!(s.free(a).is_err(), "double free");
         assert!(s.get(a).is_err(), "stale");
-        let b = s.allocate(4, 8);
+        let b = s.allocate(4, 8).unwrap();
         assert_ne!(a, b, "slot reused with a new generation");
         assert!(s.get(a).is_err());
         assert!(s.get(0).is_err());
         assert!(s.get(u64::MAX).is_err());
         assert!(s.get(b ^ (1 << 40)).is_err());
+        assert!(s.get((1 << 32) | ((CHUNK * CHUNKS) as u64 + 5)).is_err());
         assert_eq!(s.live(), 1);
         let other = Slab::default();
-        let f = other.allocate(4, 9);
+        let f = other.allocate(4, 9).unwrap();
         assert!(s.get(f).is_err(), "a handle of another table is foreign");
         assert!(other.get(b).is_err());
     }
 
     #[test]
+    fn the_table_grows_past_one_chunk() {
+        let s = Slab::default();
+        let hs: Vec<u64> = (0..CHUNK as u64 + 10)
+            .map(|i| s.allocate(1, i).unwrap())
+            .collect();
+        for (i, h) in hs.iter().enumerate() {
+            assert_eq!(s.get(*h).unwrap().progress_token, i as u64);
+        }
+        assert_eq!(s.live(), CHUNK + 10);
+        for h in &hs {
+            s.free(*h).unwrap();
+        }
+        assert_eq!(s.live(), 0);
+    }
+
+    #[test]
     fn freed_sub_batches_are_reused_as_new() {
         let s = Slab::default();
-        let a = s.allocate(8, 1);
+        let a = s.allocate(8, 1).unwrap();
         {
             let b = s.get(a).unwrap();
             assert_eq!(b.reserve(3).unwrap(), 0);
             b.task(0).unwrap().fail("boom".into());
             b.task(1).unwrap().complete(5);
+            b.task(2).unwrap().set_in_flight(2, 1, 77, 9);
         }
-        s.free(a).unwrap();
-        let c = s.allocate(4, 2);
+        drop(s.free(a).unwrap());
+        let c = s.allocate(4, 2).unwrap();
         assert!(s.get(a).is_err(), "the old handle stays dead");
         let b = s.get(c).unwrap();
         assert_eq!(b.progress_token, 2);
@@ -366,27 +445,31 @@ mod tests {
             let t = b.task(i).unwrap();
             assert_eq!(t.load(), (status::INITIAL, 0), "task {i} reset");
             assert!(t.error().is_none(), "task {i} message cleared");
-            assert!(t.claim(), "task {i} claimable again");
+            assert_eq!(t.event(), 0, "task {i} has no event");
+            assert!(!t.take_finish(), "task {i} has nothing in flight");
         }
     }
 
     #[test]
     fn a_sub_batch_still_in_use_is_not_reused() {
         let s = Slab::default();
-        let a = s.allocate(4, 1);
+        let a = s.allocate(4, 1).unwrap();
         let held = s.get(a).unwrap();
         held.reserve(1).unwrap();
-        s.free(a).unwrap();
-        let c = s.allocate(4, 2);
+        drop(s.free(a).unwrap());
+        let c = s.allocate(4, 2).unwrap();
         let b = s.get(c).unwrap();
-        assert!(!Arc::ptr_eq(&held, &b), "a job still holds the freed one");
+        assert!(
+            !Arc::ptr_eq(&held, &b),
+            "a poller still holds the freed one"
+        );
         assert_eq!(held.size(), 1);
     }
 
     #[test]
-    fn capacity_and_status_word() {
+    fn capacity_status_word_and_finishing_once() {
         let s = Slab::default();
-        let b = s.get(s.allocate(3, 0)).unwrap();
+        let b = s.get(s.allocate(3, 0).unwrap()).unwrap();
         assert_eq!(b.reserve(2).unwrap(), 0);
         assert_eq!(b.reserve(2).unwrap_err().code, code::TOO_MANY_REQUESTS);
         assert_eq!(b.reserve(1).unwrap(), 2);
@@ -394,14 +477,15 @@ mod tests {
         let t = b.task(1).unwrap();
         assert_eq!(t.load(), (status::INITIAL, 0));
         t.set_pending();
-        assert!(t.claim());
-        assert!(!t.cancel(), "claimed tasks cannot be cancelled");
         t.complete(1 << 40);
         assert_eq!(t.load(), (status::COMPLETED, 1 << 40));
         let u = b.task(2).unwrap();
-        assert!(u.cancel());
-        assert!(!u.claim());
-        assert_eq!(u.load().0, status::CANCELED);
+        u.set_in_flight(1, 2, 0x55, 4096);
+        assert_eq!(u.event(), 0x55);
+        assert_eq!(u.run(), (1, 2));
+        assert_eq!(u.want(), 4096);
+        assert!(u.take_finish(), "the first finisher wins");
+        assert!(!u.take_finish(), "nobody finishes twice");
         assert!(b.task(3).is_err());
         b.task(0).unwrap().fail("boom".into());
         assert_eq!(b.task(0).unwrap().load().0, status::FAILED);

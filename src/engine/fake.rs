@@ -5,6 +5,7 @@
 use crate::tang::*;
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ struct State {
     calls: HashMap<&'static str, u64>,
     fail: HashSet<&'static str>,
     events: u64,
+    streams: u64,
 }
 
 pub struct Fake {
@@ -34,9 +36,15 @@ pub struct Fake {
     pub has_peer_pointer: bool,
     /// (device, peer) → ports
     pub links: Vec<(i32, i32, Vec<u8>)>,
+    /// `tangMemcpyPeer` fails unless the source device is current.
+    pub peer_needs_current: bool,
+    /// Synchronous copies longer than this fail (0: no limit).
+    pub fail_longer_than: AtomicU64,
+    /// A synchronous copy of exactly this many bytes panics (0: never).
+    pub panic_at_len: AtomicU64,
     st: Mutex<State>,
-    /// While closed, copies wait (bounded) before running.
-    gate: (Mutex<bool>, Condvar),
+    /// While set, events report "not ready" and waits on them block (bounded).
+    hold: (Mutex<bool>, Condvar),
 }
 
 impl Fake {
@@ -46,24 +54,49 @@ impl Fake {
             has_v2: true,
             has_peer_pointer: true,
             links: Vec::new(),
+            peer_needs_current: false,
+            fail_longer_than: AtomicU64::new(0),
+            panic_at_len: AtomicU64::new(0),
             st: Mutex::new(State::default()),
-            gate: (Mutex::new(true), Condvar::new()),
+            hold: (Mutex::new(false), Condvar::new()),
         }
     }
 
-    /// Opens or closes the gate copies wait at.
-    pub fn set_gate(&self, open: bool) {
-        *self.gate.0.lock().unwrap() = open;
-        self.gate.1.notify_all();
+    /// Holds (or releases) every event: queries say "not ready" meanwhile.
+    pub fn hold_events(&self, hold: bool) {
+        *self.hold.0.lock().unwrap() = hold;
+        self.hold.1.notify_all();
     }
 
-    fn wait_gate(&self) {
-        let g = self.gate.0.lock().unwrap();
+    fn held(&self) -> bool {
+        *self.hold.0.lock().unwrap()
+    }
+
+    fn wait_release(&self) {
+        let g = self.hold.0.lock().unwrap();
         let _ = self
-            .gate
+            .hold
             .1
-            .wait_timeout_while(g, Duration::from_secs(10), |open| !*open)
+            .wait_timeout_while(g, Duration::from_secs(10), |h| *h)
             .unwrap();
+    }
+
+    /// The current device of the calling thread.
+    pub fn current(&self) -> i32 {
+        CURRENT.with(|c| c.get())
+    }
+
+    /// Checks a synchronous copy of `len` bytes against the failure and panic settings.
+    fn check_len(&self, call: &'static str, len: usize) -> RtResult<()> {
+        let p = self.panic_at_len.load(Ordering::Relaxed);
+        if p != 0 && p == len as u64 {
+            panic!("fake runtime panics in {call} of {len} bytes");
+        }
+        let f = self.fail_longer_than.load(Ordering::Relaxed);
+        if f != 0 && len as u64 > f {
+            return Err(RtError::new(call, 1));
+        }
+        Ok(())
     }
 
     pub fn fail(&self, call: &'static str) {
@@ -185,7 +218,7 @@ impl Runtime for Fake {
             .ok_or(RtError::new("tangFree", 17))
     }
     fn memcpy(&self, dst: u64, src: u64, len: usize, _kind: MemcpyKind) -> RtResult<()> {
-        self.wait_gate();
+        self.check_len("tangMemcpy", len)?;
         let mut s = self.enter("tangMemcpy")?;
         copy(&mut s, dst, src, len, Some(CURRENT.with(|c| c.get())))
     }
@@ -201,8 +234,9 @@ impl Runtime for Fake {
         copy(&mut s, dst, src, len, Some(CURRENT.with(|c| c.get())))
     }
     fn memcpy_peer(&self, dst: u64, _dd: i32, src: u64, sd: i32, len: usize) -> RtResult<()> {
+        self.check_len("tangMemcpyPeer", len)?;
         let mut s = self.enter("tangMemcpyPeer")?;
-        if CURRENT.with(|c| c.get()) != sd {
+        if self.peer_needs_current && CURRENT.with(|c| c.get()) != sd {
             return Err(RtError::new("tangMemcpyPeer", 101));
         }
         copy(&mut s, dst, src, len, None)
@@ -278,8 +312,21 @@ impl Runtime for Fake {
             .ok_or(RtError::new("tangIpcCloseMemHandle", 1))
     }
     fn stream_create(&self, _flags: u32) -> RtResult<Handle> {
-        drop(self.enter("tangStreamCreateWithFlags")?);
-        Ok(0x5000)
+        let mut s = self.enter("tangStreamCreateWithFlags")?;
+        s.streams += 1;
+        Ok(0x5000 + s.streams)
+    }
+    fn stream_synchronize(&self, _stream: Handle) -> Option<RtResult<()>> {
+        Some(self.enter("tangStreamSynchronize").map(|s| {
+            drop(s);
+            self.wait_release();
+        }))
+    }
+    fn event_synchronize(&self, _event: Handle) -> Option<RtResult<()>> {
+        Some(self.enter("tangEventSynchronize").map(|s| {
+            drop(s);
+            self.wait_release();
+        }))
     }
     fn stream_destroy(&self, _stream: Handle) -> RtResult<()> {
         self.enter("tangStreamDestroy").map(|_| ())
@@ -293,7 +340,8 @@ impl Runtime for Fake {
         self.enter("tangEventRecord").map(|_| ())
     }
     fn event_query(&self, _event: Handle) -> RtResult<bool> {
-        self.enter("tangEventQuery").map(|_| true)
+        drop(self.enter("tangEventQuery")?);
+        Ok(!self.held())
     }
     fn event_destroy(&self, _event: Handle) -> RtResult<()> {
         self.enter("tangEventDestroy").map(|_| ())

@@ -5,10 +5,16 @@
 //! reached only through [`crate::tang::Runtime`].
 
 pub mod batch;
-pub mod exec;
+pub mod context;
+pub mod copy;
+pub mod device;
+pub mod inflight;
+pub mod locate;
+pub mod outcome;
 pub mod registry;
 pub mod remote;
 pub mod stats;
+pub mod submit;
 pub mod topology;
 pub mod transport;
 

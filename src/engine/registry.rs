@@ -1,89 +1,216 @@
-//! Registered local memory: an ordered map from base address to region, so a lookup is
-//! O(log n) and needs no runtime call.
+//! Registered local memory: an array of regions sorted by base address, so a lookup is a
+//! binary search (O(log n), no runtime call). The array is replaced copy-on-write when a
+//! buffer is added or removed (rare), so a lookup on the copy path takes no lock and writes
+//! no shared cache line.
+//!
+//! Also the process-wide index of device memory the library knows about (buffers registered
+//! with any transport, memory allocated through the device plugin), which answers TENT's
+//! per-request "what memory is this" question without a runtime call.
 
-use std::collections::BTreeMap;
-use std::sync::RwLock;
+use arc_swap::ArcSwap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// How far back a lookup walks when regions overlap (nested registrations).
 const OVERLAP_WALK: usize = 8;
 
 /// One registered local buffer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Region {
     pub base: u64,
     pub length: u64,
-    pub location: String,
     /// Device ordinal for device memory, −1 for host memory.
     pub device: i32,
-    /// What was written into `shm_path` (empty for host memory).
-    pub shm_path: String,
     /// For host memory registered through a device-mapped alias (`tangHostAlloc` with the
     /// Mapped flag): host pointer = address + delta (wrapping). 0 otherwise.
     pub host_delta: u64,
 }
 
-/// Where a registered address lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hit {
-    pub device: i32,
-    pub host_delta: u64,
+impl Region {
+    /// Whether `[addr, addr + len)` lies inside this region.
+    pub fn holds(&self, addr: u64, len: u64) -> bool {
+        addr >= self.base
+            && addr
+                .checked_add(len)
+                .zip(self.base.checked_add(self.length))
+                .is_some_and(|(e, re)| e <= re)
+    }
+}
+
+/// Regions sorted by base address, at most one per base.
+type Map = Vec<Region>;
+
+fn find(m: &Map, addr: u64, len: u64) -> Option<Region> {
+    addr.checked_add(len)?;
+    let end = m.partition_point(|r| r.base <= addr);
+    m[..end]
+        .iter()
+        .rev()
+        .take(OVERLAP_WALK)
+        .find(|r| r.holds(addr, len))
+        .copied()
+}
+
+/// Inserts `r`, replacing the region at the same base; returns the one replaced.
+fn insert(m: &mut Map, r: Region) -> Option<Region> {
+    match m.binary_search_by_key(&r.base, |x| x.base) {
+        Ok(i) => Some(std::mem::replace(&mut m[i], r)),
+        Err(i) => {
+            m.insert(i, r);
+            None
+        }
+    }
+}
+
+fn remove(m: &mut Map, base: u64) -> Option<Region> {
+    let i = m.binary_search_by_key(&base, |x| x.base).ok()?;
+    Some(m.remove(i))
 }
 
 /// The registry of one transport instance.
 #[derive(Default)]
 pub struct Registry {
-    map: RwLock<BTreeMap<u64, Region>>,
+    map: ArcSwap<Map>,
+    /// Serialises writers (readers never take it).
+    write: Mutex<()>,
 }
 
 impl Registry {
+    fn update<T>(&self, f: impl FnOnce(&mut Map) -> T) -> T {
+        let _g = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = Map::clone(&self.map.load());
+        let out = f(&mut next);
+        self.map.store(Arc::new(next));
+        out
+    }
+
     /// Adds (or replaces, at the same base) a region.
     pub fn add(&self, r: Region) {
-        self.map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(r.base, r);
+        let old = self.update(|m| insert(m, r));
+        if let Some(o) = old {
+            known_remove(&o);
+        }
+        known_add(&r);
     }
 
     /// Removes the region at `base`; returns it.
     pub fn remove(&self, base: u64) -> Option<Region> {
-        self.map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&base)
+        let r = self.update(|m| remove(m, base))?;
+        known_remove(&r);
+        Some(r)
     }
 
-    /// Finds the region containing `[addr, addr + len)`.
-    pub fn lookup(&self, addr: u64, len: u64) -> Option<Hit> {
-        let end = addr.checked_add(len)?;
-        let m = self.map.read().unwrap_or_else(|e| e.into_inner());
-        m.range(..=addr)
-            .rev()
-            .take(OVERLAP_WALK)
-            .find(|(_, r)| r.base.checked_add(r.length).is_some_and(|e| e >= end))
-            .map(|(_, r)| Hit {
-                device: r.device,
-                host_delta: r.host_delta,
-            })
+    /// Removes every region (uninstall).
+    pub fn clear(&self) {
+        let old = self.update(std::mem::take);
+        for r in &old {
+            known_remove(r);
+        }
     }
 
-    /// The region registered at exactly `base`.
-    pub fn get(&self, base: u64) -> Option<Region> {
-        self.map
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&base)
-            .cloned()
+    /// The region containing `[addr, addr + len)`.
+    pub fn lookup(&self, addr: u64, len: u64) -> Option<Region> {
+        find(&self.map.load(), addr, len)
     }
 
     /// Number of regions.
     pub fn len(&self) -> usize {
-        self.map.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.map.load().len()
     }
 
     /// Whether no region is registered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// One piece of device memory the library knows about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Known {
+    base: u64,
+    length: u64,
+    device: i32,
+    /// How many registrations or allocations name it.
+    count: u32,
+}
+
+/// Sorted by (base, length).
+type KnownMap = Vec<Known>;
+
+static KNOWN: OnceLock<ArcSwap<KnownMap>> = OnceLock::new();
+
+fn known() -> &'static ArcSwap<KnownMap> {
+    KNOWN.get_or_init(ArcSwap::default)
+}
+static KNOWN_WRITE: Mutex<()> = Mutex::new(());
+
+fn known_update(f: impl FnOnce(&mut KnownMap)) {
+    let _g = KNOWN_WRITE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut next = KnownMap::clone(&known().load());
+    f(&mut next);
+    known().store(Arc::new(next));
+}
+
+fn known_add(r: &Region) {
+    known_device_add(r.base, r.length, r.device);
+}
+
+fn known_remove(r: &Region) {
+    known_device_remove(r.base, r.length);
+}
+
+/// Records memory `[base, base + length)` of `device` (−1: host memory) in the process-wide
+/// index.
+pub fn known_device_add(base: u64, length: u64, device: i32) {
+    known_update(
+        |m| match m.binary_search_by_key(&(base, length), |k| (k.base, k.length)) {
+            Ok(i) => {
+                m[i].device = device;
+                m[i].count += 1;
+            }
+            Err(i) => m.insert(
+                i,
+                Known {
+                    base,
+                    length,
+                    device,
+                    count: 1,
+                },
+            ),
+        },
+    );
+}
+
+/// Drops one record of `[base, base + length)` from the process-wide index.
+pub fn known_device_remove(base: u64, length: u64) {
+    known_update(|m| {
+        if let Ok(i) = m.binary_search_by_key(&(base, length), |k| (k.base, k.length)) {
+            m[i].count -= 1;
+            if m[i].count == 0 {
+                m.remove(i);
+            }
+        }
+    });
+}
+
+/// The device holding `[addr, addr + len)` (−1: host memory), if the library knows the memory
+/// (registered with a transport, or allocated through the device plugin). No runtime call,
+/// no lock.
+pub fn known_device(addr: u64, len: u64) -> Option<i32> {
+    let end = addr.checked_add(len.max(1))?;
+    let m = known().load();
+    let upto = m.partition_point(|k| k.base <= addr);
+    m[..upto]
+        .iter()
+        .rev()
+        .take(OVERLAP_WALK)
+        .find(|k| k.base.checked_add(k.length).is_some_and(|e| e >= end))
+        .map(|k| k.device)
 }
 
 #[cfg(test)]
@@ -94,9 +221,7 @@ mod tests {
         Region {
             base,
             length,
-            location: format!("cuda:{device}"),
             device,
-            shm_path: String::new(),
             host_delta: 0,
         }
     }
@@ -106,29 +231,11 @@ mod tests {
         let r = Registry::default();
         r.add(reg(0x1000, 0x1000, 0));
         r.add(reg(0x4000, 0x100, 1));
-        assert_eq!(
-            r.lookup(0x1000, 0x1000),
-            Some(Hit {
-                device: 0,
-                host_delta: 0
-            })
-        );
-        assert_eq!(
-            r.lookup(0x1800, 0x10),
-            Some(Hit {
-                device: 0,
-                host_delta: 0
-            })
-        );
+        assert_eq!(r.lookup(0x1000, 0x1000), Some(reg(0x1000, 0x1000, 0)));
+        assert_eq!(r.lookup(0x1800, 0x10).map(|h| h.device), Some(0));
         assert_eq!(r.lookup(0x1800, 0x1000), None);
         assert_eq!(r.lookup(0x0fff, 1), None);
-        assert_eq!(
-            r.lookup(0x40ff, 1),
-            Some(Hit {
-                device: 1,
-                host_delta: 0
-            })
-        );
+        assert_eq!(r.lookup(0x40ff, 1).map(|h| h.device), Some(1));
         assert_eq!(r.lookup(0x4100, 1), None);
         assert_eq!(r.lookup(u64::MAX, 2), None);
         assert!(r.remove(0x4000).is_some());
@@ -140,13 +247,7 @@ mod tests {
         let r = Registry::default();
         r.add(reg(0x1000, 0x10000, 2));
         r.add(reg(0x2000, 0x100, 2));
-        assert_eq!(
-            r.lookup(0x2000, 0x8000),
-            Some(Hit {
-                device: 2,
-                host_delta: 0
-            })
-        );
+        assert_eq!(r.lookup(0x2000, 0x8000), Some(reg(0x1000, 0x10000, 2)));
     }
 
     #[test]
@@ -156,13 +257,37 @@ mod tests {
             r.add(reg(i * 0x1000, 0x800, (i % 40) as i32));
         }
         assert_eq!(
-            r.lookup(1234 * 0x1000 + 4, 8),
-            Some(Hit {
-                device: 1234 % 40,
-                host_delta: 0
-            })
+            r.lookup(1234 * 0x1000 + 4, 8).map(|h| h.device),
+            Some(1234 % 40)
         );
         assert_eq!(r.lookup(1234 * 0x1000 + 0x900, 8), None);
         assert_eq!(r.len(), 10_000);
+    }
+
+    #[test]
+    fn the_process_index_follows_registrations_of_every_registry() {
+        // Addresses of their own, so other tests running meanwhile do not interfere.
+        let base = 0x5a5a_0000_0000u64;
+        let a = Registry::default();
+        let b = Registry::default();
+        assert_eq!(known_device(base + 8, 8), None);
+        a.add(reg(base, 0x1000, 3));
+        b.add(reg(base, 0x1000, 3));
+        a.add(reg(base + 0x10000, 0x1000, -1));
+        assert_eq!(known_device(base + 8, 8), Some(3));
+        assert_eq!(known_device(base + 0xff8, 16), None, "runs past the end");
+        assert_eq!(known_device(base + 0x10000, 1), Some(-1), "host memory");
+        a.remove(base);
+        assert_eq!(known_device(base, 1), Some(3), "still registered with b");
+        drop(b);
+        assert_eq!(
+            known_device(base, 1),
+            None,
+            "a dropped registry forgets its buffers"
+        );
+        known_device_add(base, 0x100, 1);
+        assert_eq!(known_device(base, 0x100), Some(1));
+        known_device_remove(base, 0x100);
+        assert_eq!(known_device(base, 1), None);
     }
 }

@@ -6,13 +6,14 @@
 //! (`tangIpcCloseMemHandle`) once the last copy using it finishes. The host is asked only on
 //! a miss or a refresh, never per request.
 
-use super::exec::DeviceCache;
+use super::device::DeviceGuard;
 use super::{code, is_device_location, parse_location, Error, Host, RemoteBuffer, Result};
 use crate::tang::{
     parse_ipc_handle, IpcHandle, Runtime, IPC_LAZY_ENABLE_PEER_ACCESS, MEMORY_TYPE_DEVICE,
 };
+use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 /// One opened remote buffer.
 pub struct Mapping {
@@ -33,7 +34,8 @@ impl Mapping {
         self.ptr + (addr - self.base)
     }
 
-    fn contains(&self, addr: u64, len: u64) -> bool {
+    /// Whether `[addr, addr + len)` (remote addresses) lies inside this buffer.
+    pub fn contains(&self, addr: u64, len: u64) -> bool {
         addr >= self.base
             && addr
                 .checked_add(len)
@@ -55,9 +57,11 @@ impl Drop for Mapping {
 
 type SegMap = BTreeMap<u64, Arc<Mapping>>;
 
-/// The cache.
+/// The cache. Lookups load the current map without a lock; the map is replaced
+/// copy-on-write when a mapping is opened or dropped (misses and invalidations only).
 pub struct RemoteCache {
-    map: RwLock<HashMap<u64, SegMap>>,
+    map: ArcSwap<HashMap<u64, SegMap>>,
+    /// Serialises opening handles and every change of the map.
     open_lock: Mutex<()>,
 }
 
@@ -70,15 +74,16 @@ struct Resolved {
 impl Default for RemoteCache {
     fn default() -> Self {
         RemoteCache {
-            map: RwLock::new(HashMap::new()),
+            map: ArcSwap::default(),
             open_lock: Mutex::new(()),
         }
     }
 }
 
 impl RemoteCache {
-    fn find(&self, seg: u64, addr: u64, len: u64) -> Option<Arc<Mapping>> {
-        let m = self.map.read().unwrap_or_else(|e| e.into_inner());
+    /// The cached mapping holding `[addr, addr + len)` of segment `seg`.
+    pub fn find(&self, seg: u64, addr: u64, len: u64) -> Option<Arc<Mapping>> {
+        let m = self.map.load();
         let s = m.get(&seg)?;
         s.range(..=addr)
             .next_back()
@@ -86,35 +91,34 @@ impl RemoteCache {
             .map(|(_, mp)| mp.clone())
     }
 
-    /// Drops every mapping of `seg` (closed when no copy uses them any more).
-    pub fn invalidate_segment(&self, seg: u64) -> usize {
-        let removed = self
-            .map
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&seg);
-        removed.map(|m| m.len()).unwrap_or(0)
+    /// Replaces the map with `f` applied to a copy of it (caller holds `open_lock`).
+    fn update<T>(&self, f: impl FnOnce(&mut HashMap<u64, SegMap>) -> T) -> T {
+        let mut next = HashMap::clone(&self.map.load());
+        let out = f(&mut next);
+        self.map.store(Arc::new(next));
+        out
     }
 
-    /// Drops one mapping if it is still the cached one.
-    pub fn invalidate(&self, m: &Mapping) {
-        let mut g = self.map.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = g.get_mut(&m.segment) {
-            if s.get(&m.base).is_some_and(|c| c.ptr == m.ptr) {
-                s.remove(&m.base);
-            }
+    /// Drops every mapping of `seg` (closed when no copy uses them any more).
+    pub fn invalidate_segment(&self, seg: u64) -> usize {
+        let _g = self.open_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.map.load().contains_key(&seg) {
+            return 0;
         }
+        self.update(|m| m.remove(&seg))
+            .map(|s| s.len())
+            .unwrap_or(0)
     }
 
     /// Drops everything.
     pub fn clear(&self) {
-        self.map.write().unwrap_or_else(|e| e.into_inner()).clear();
+        let _g = self.open_lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.map.store(Arc::default());
     }
 
     /// Number of cached mappings.
     pub fn len(&self) -> usize {
-        let g = self.map.read().unwrap_or_else(|e| e.into_inner());
-        g.values().map(|s| s.len()).sum()
+        self.map.load().values().map(|s| s.len()).sum()
     }
 
     /// Whether the cache is empty.
@@ -223,7 +227,7 @@ impl RemoteCache {
         &self,
         rt: &Arc<dyn Runtime>,
         host: &dyn Host,
-        devices: &mut DeviceCache,
+        devices: &mut DeviceGuard<'_>,
         device_count: i32,
         seg: u64,
         addr: u64,
@@ -248,7 +252,7 @@ impl RemoteCache {
                 return Ok(m);
             }
         }
-        devices.ensure(rt.as_ref(), r.device)?;
+        devices.ensure(r.device)?;
         let ptr = rt
             .ipc_open(&r.handle, IPC_LAZY_ENABLE_PEER_ACCESS)
             .map_err(|e| {
@@ -274,22 +278,25 @@ impl RemoteCache {
             device,
             rt: rt.clone(),
         });
-        let mut g = self.map.write().unwrap_or_else(|e| e.into_inner());
-        let s = g.entry(seg).or_default();
         let end = r.buf.base.saturating_add(r.buf.length);
-        let stale: Vec<u64> = s
-            .range(..end)
-            .rev()
-            .take_while(|(_, o)| {
-                o.base.saturating_add(o.length) > r.buf.base || o.base >= r.buf.base
-            })
-            .filter(|(_, o)| o.base.saturating_add(o.length) > r.buf.base)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in stale {
-            s.remove(&k);
-        }
-        s.insert(m.base, m.clone());
+        let inserted = m.clone();
+        // Mappings this buffer overlaps are stale (the peer re-registered): they leave the
+        // cache and close once the last copy through them ends.
+        let _stale: Vec<Arc<Mapping>> = self.update(move |g| {
+            let s = g.entry(seg).or_default();
+            let stale: Vec<u64> = s
+                .range(..end)
+                .rev()
+                .take_while(|(_, o)| {
+                    o.base.saturating_add(o.length) > r.buf.base || o.base >= r.buf.base
+                })
+                .filter(|(_, o)| o.base.saturating_add(o.length) > r.buf.base)
+                .map(|(k, _)| *k)
+                .collect();
+            let old = stale.iter().filter_map(|k| s.remove(k)).collect();
+            s.insert(inserted.base, inserted);
+            old
+        });
         Ok(m)
     }
 }

@@ -1,7 +1,7 @@
 //! Per-transport counters: requests, bytes and failures per copy path, plus a latency summary
 //! (count, min, max, sum and a power-of-two histogram). All relaxed atomics.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// Copy paths, in the order of the C ABI's `SUNRISE_LINK_PATH_*` indices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,8 +58,9 @@ impl Default for Snapshot {
     }
 }
 
-/// Live counters.
-pub struct Stats {
+/// One shard of the counters, on cache lines of its own.
+#[repr(align(128))]
+struct Shard {
     paths: [PathCounters; PATH_COUNT],
     ipc: AtomicU64,
     asyncs: AtomicU64,
@@ -70,9 +71,9 @@ pub struct Stats {
     buckets: [AtomicU64; LATENCY_BUCKETS],
 }
 
-impl Default for Stats {
+impl Default for Shard {
     fn default() -> Self {
-        Stats {
+        Shard {
             paths: Default::default(),
             ipc: AtomicU64::new(0),
             asyncs: AtomicU64::new(0),
@@ -85,52 +86,91 @@ impl Default for Stats {
     }
 }
 
+/// Shards of the counters: each thread counts in its own (threads beyond this share), so
+/// threads copying side by side do not write the same cache lines.
+const SHARDS: usize = 16;
+
+/// Live counters.
+pub struct Stats {
+    shards: Box<[Shard]>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+        }
+    }
+}
+
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: usize = NEXT.fetch_add(1, Relaxed) % SHARDS;
+    }
+    INDEX.try_with(|i| *i).unwrap_or(0)
+}
+
 impl Stats {
-    /// Records one finished request.
-    pub fn record(&self, path: Path, bytes: u64, ok: bool, latency_ns: u64) {
-        let p = &self.paths[path as usize];
-        p.requests.fetch_add(1, Relaxed);
+    fn shard(&self) -> &Shard {
+        &self.shards[shard_index()]
+    }
+
+    /// Records `n` finished requests of one path that moved `bytes` in all (failures when
+    /// `!ok`), each with latency `latency_ns`.
+    pub fn record_n(&self, path: Path, n: u64, bytes: u64, ok: bool, latency_ns: u64) {
+        let s = self.shard();
+        let p = &s.paths[path as usize];
+        p.requests.fetch_add(n, Relaxed);
         if ok {
             p.bytes.fetch_add(bytes, Relaxed);
         } else {
-            p.failures.fetch_add(1, Relaxed);
+            p.failures.fetch_add(n, Relaxed);
         }
-        self.lat_count.fetch_add(1, Relaxed);
-        self.lat_min.fetch_min(latency_ns, Relaxed);
-        self.lat_max.fetch_max(latency_ns, Relaxed);
-        self.lat_sum.fetch_add(latency_ns, Relaxed);
+        s.lat_count.fetch_add(n, Relaxed);
+        s.lat_min.fetch_min(latency_ns, Relaxed);
+        s.lat_max.fetch_max(latency_ns, Relaxed);
+        s.lat_sum.fetch_add(latency_ns.saturating_mul(n), Relaxed);
         let b = (63 - latency_ns.max(1).leading_zeros() as usize).min(LATENCY_BUCKETS - 1);
-        self.buckets[b].fetch_add(1, Relaxed);
+        s.buckets[b].fetch_add(n, Relaxed);
     }
 
-    pub fn count_ipc(&self) {
-        self.ipc.fetch_add(1, Relaxed);
+    /// Records one finished request.
+    pub fn record(&self, path: Path, bytes: u64, ok: bool, latency_ns: u64) {
+        self.record_n(path, 1, bytes, ok, latency_ns);
     }
 
-    pub fn count_async(&self) {
-        self.asyncs.fetch_add(1, Relaxed);
+    /// Counts `n` requests to a remote segment.
+    pub fn count_ipc(&self, n: u64) {
+        self.shard().ipc.fetch_add(n, Relaxed);
     }
 
-    /// Copies the counters.
+    /// Counts `n` requests copied asynchronously.
+    pub fn count_async(&self, n: u64) {
+        self.shard().asyncs.fetch_add(n, Relaxed);
+    }
+
+    /// Sums the shards.
     pub fn snapshot(&self) -> Snapshot {
         let mut s = Snapshot::default();
-        for (i, p) in self.paths.iter().enumerate() {
-            s.paths[i] = (
-                p.requests.load(Relaxed),
-                p.bytes.load(Relaxed),
-                p.failures.load(Relaxed),
-            );
+        let mut min = u64::MAX;
+        for sh in self.shards.iter() {
+            for (i, p) in sh.paths.iter().enumerate() {
+                s.paths[i].0 += p.requests.load(Relaxed);
+                s.paths[i].1 += p.bytes.load(Relaxed);
+                s.paths[i].2 += p.failures.load(Relaxed);
+            }
+            s.ipc_requests += sh.ipc.load(Relaxed);
+            s.async_requests += sh.asyncs.load(Relaxed);
+            s.latency_count += sh.lat_count.load(Relaxed);
+            min = min.min(sh.lat_min.load(Relaxed));
+            s.latency_max_ns = s.latency_max_ns.max(sh.lat_max.load(Relaxed));
+            s.latency_sum_ns += sh.lat_sum.load(Relaxed);
+            for (i, b) in sh.buckets.iter().enumerate() {
+                s.latency_buckets[i] += b.load(Relaxed);
+            }
         }
-        s.ipc_requests = self.ipc.load(Relaxed);
-        s.async_requests = self.asyncs.load(Relaxed);
-        s.latency_count = self.lat_count.load(Relaxed);
-        let min = self.lat_min.load(Relaxed);
         s.latency_min_ns = if min == u64::MAX { 0 } else { min };
-        s.latency_max_ns = self.lat_max.load(Relaxed);
-        s.latency_sum_ns = self.lat_sum.load(Relaxed);
-        for (i, b) in self.buckets.iter().enumerate() {
-            s.latency_buckets[i] = b.load(Relaxed);
-        }
         s
     }
 }
@@ -157,5 +197,20 @@ mod tests {
         assert_eq!(n.latency_buckets[9], 1); // 1000 ns in [512, 1024)
         assert_eq!(n.latency_buckets[1], 1); // 3 ns
         assert_eq!(n.latency_buckets[0], 1);
+        s.record_n(Path::Striped, 4, 400, true, 10);
+        let m = std::thread::spawn(move || {
+            s.record(Path::Striped, 1, false, 5000);
+            s.snapshot()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            m.paths[Path::Striped as usize],
+            (5, 400, 1),
+            "summed over threads"
+        );
+        assert_eq!(m.latency_count, 8);
+        assert_eq!(m.latency_sum_ns, 1003 + 40 + 5000);
+        assert_eq!(m.latency_max_ns, 5000);
     }
 }

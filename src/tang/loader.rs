@@ -65,6 +65,7 @@ struct TangFns {
     stream_create: FnCreateFlags,
     stream_destroy: FnPtr,
     stream_sync: Option<FnPtr>,
+    event_sync: Option<FnPtr>,
     event_create: FnCreateFlags,
     event_record: FnRecord,
     event_query: FnPtr,
@@ -176,6 +177,7 @@ impl TangLib {
             stream_create: required(l, p, "tangStreamCreateWithFlags")?,
             stream_destroy: required(l, p, "tangStreamDestroy")?,
             stream_sync: optional(l, "tangStreamSynchronize"),
+            event_sync: optional(l, "tangEventSynchronize"),
             event_create: required(l, p, "tangEventCreateWithFlags")?,
             event_record: required(l, p, "tangEventRecord")?,
             event_query: required(l, p, "tangEventQuery")?,
@@ -382,6 +384,10 @@ impl Runtime for TangLib {
     fn stream_synchronize(&self, stream: Handle) -> Option<RtResult<()>> {
         let f = self.tang.stream_sync?;
         Some(check("tangStreamSynchronize", unsafe { f(p(stream)) }))
+    }
+    fn event_synchronize(&self, event: Handle) -> Option<RtResult<()>> {
+        let f = self.tang.event_sync?;
+        Some(check("tangEventSynchronize", unsafe { f(p(event)) }))
     }
     fn event_create(&self, flags: u32) -> RtResult<Handle> {
         let mut e: *mut c_void = std::ptr::null_mut();

@@ -155,6 +155,10 @@ pub trait Runtime: Send + Sync {
     fn stream_synchronize(&self, _stream: Handle) -> Option<RtResult<()>> {
         None
     }
+    /// `tangEventSynchronize`; `None` when the runtime does not provide it.
+    fn event_synchronize(&self, _event: Handle) -> Option<RtResult<()>> {
+        None
+    }
     fn event_create(&self, flags: u32) -> RtResult<Handle>;
     fn event_record(&self, event: Handle, stream: Handle) -> RtResult<()>;
     /// `Ok(true)` done, `Ok(false)` still running (600), `Err` anything else.

@@ -574,12 +574,13 @@ fn spawn_peer(test: &str) -> Peer {
     }
 }
 
-/// Starts 2000 reads and writes of 256 KiB against the peer over slow links, then lets
-/// `kill` end the peer; returns (completed, failed) once every task is terminal (bounded).
+/// Submits 2000 reads and writes of 256 KiB against the peer over slow links while `kill`
+/// ends the peer on another thread; returns (completed, failed) once every task is terminal
+/// (bounded).
 fn transfers_while_peer_dies(
     test: &str,
     emu: &Emu,
-    kill: impl FnOnce(&mut Peer),
+    kill: impl FnOnce(&mut Peer) + Send,
 ) -> (usize, usize) {
     let mut peer = spawn_peer(test);
     // Slow links (this process only), so transfers are still in flight when the peer dies.
@@ -624,9 +625,15 @@ fn transfers_while_peer_dies(
             req(op, local + off, 5, peer.base + off, chunk)
         })
         .collect();
-    assert_eq!(t.submit(h, &reqs), 0);
-    std::thread::sleep(Duration::from_millis(20));
-    kill(&mut peer);
+    // The copies run inside submit: the peer dies on another thread meanwhile.
+    std::thread::scope(|s| {
+        let killer = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            kill(&mut peer);
+        });
+        assert_eq!(t.submit(h, &reqs), 0);
+        killer.join().unwrap();
+    });
     let (mut done, mut failed) = (0, 0);
     for i in 1..=reqs.len() as u64 {
         match t.wait(h, i, WAIT).0 {

@@ -69,7 +69,7 @@ pub unsafe extern "C" fn sunrise_link_transport_destroy(t: *mut sunrise_link_tra
 
 /// Installs: parses the config (`config_json` = JSON text of TENT's `transports/sunrise_link`
 /// subtree; NULL = the TOML file named by `SUNRISE_LINK_CONFIG`, else defaults), loads the
-/// runtime, counts devices, detects topology, starts the workers. Failure leaves the transport
+/// runtime, counts devices, detects topology. No thread is started. Failure leaves the transport
 /// uninstalled with nothing leaked.
 ///
 /// # Safety
@@ -88,8 +88,9 @@ pub unsafe extern "C" fn sunrise_link_transport_install(
     })
 }
 
-/// Uninstalls: queued tasks fail, in-flight async copies are drained (bounded), every IPC
-/// mapping and stream is closed, the runtime is unloaded. Idempotent.
+/// Uninstalls: waits for calls still running on other threads and for asynchronous copies in
+/// flight (bounded; those still running then are FAILED), closes every IPC mapping, event and
+/// stream, unloads the runtime. Idempotent.
 ///
 /// # Safety
 /// `t` is a live handle.
@@ -110,7 +111,8 @@ pub unsafe extern "C" fn sunrise_link_transport_capabilities_get(
 ) -> i32 {
     export!({
         // SAFETY: a live handle and a writable out pointer (contract above).
-        let (_, out) = unsafe { (TRANSPORT.borrow(t)?, args::out(out, "out")?) };
+        let (t, out) = unsafe { (TRANSPORT.borrow(t)?, args::out(out, "out")?) };
+        let cancellation = t.supports_cancellation();
         *out = sunrise_link_capabilities_t {
             dram_to_dram: 0,
             dram_to_gpu: 1,
@@ -118,7 +120,7 @@ pub unsafe extern "C" fn sunrise_link_transport_capabilities_get(
             gpu_to_gpu: 1,
             dram_to_file: 0,
             gpu_to_file: 0,
-            supports_cancellation: 1,
+            supports_cancellation: cancellation as u8,
             supports_notification: 0,
         };
         Ok(())
@@ -194,10 +196,14 @@ pub unsafe extern "C" fn sunrise_link_sub_batch_size(
     })
 }
 
-/// Appends one task per request (ids `size()` ... `size() + count - 1`) and queues them; never
-/// blocks on a copy. Fails only for a bad handle, an uninstalled transport or when the tasks
-/// do not fit (TooManyRequests, nothing appended); a request that cannot be carried out
-/// becomes a FAILED task. Once this returns, each new task reads PENDING or a terminal state.
+/// Appends one task per request (ids `size()` ... `size() + count - 1`) and carries them out
+/// on the calling thread: synchronous copies (below `async_memcpy_threshold`, the default) are
+/// terminal when this returns; asynchronous ones are on the transport's streams and end when
+/// a status query finds their event complete. Consecutive requests contiguous on both sides
+/// are copied with one runtime call. Fails only for a bad handle, an uninstalled transport or
+/// when the tasks do not fit (TooManyRequests, nothing appended); a request that cannot be
+/// carried out becomes a FAILED task. Once this returns, each new task reads PENDING or a
+/// terminal state.
 ///
 /// # Safety
 /// `t` is a live handle; `requests` points to `count` requests (may be NULL if `count` is 0).
@@ -255,8 +261,9 @@ thread_local! {
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Writes the status of task `task_id` (one atomic load). A task id at or beyond the
-/// sub-batch's size is InvalidArgument.
+/// Writes the status of task `task_id` (one atomic load; for a task whose asynchronous copy
+/// is in flight, also one query of its event). A task id at or beyond the sub-batch's size is
+/// InvalidArgument.
 ///
 /// # Safety
 /// `t` is a live handle; `out` is writable.
@@ -280,8 +287,9 @@ pub unsafe extern "C" fn sunrise_link_task_status_get(
     })
 }
 
-/// Cancels a task that has not started (it becomes CANCELED). A task that already reached
-/// the device runs to its end: then this returns OK and the status says what happened.
+/// Asks to cancel a task. This version cannot stop one (`supports_cancellation` is 0): every
+/// task has run, or its copy is on the device and runs to its end. Returns OK for a valid task
+/// and changes nothing; the status says what happened.
 ///
 /// # Safety
 /// `t` is a live handle.

@@ -1,0 +1,359 @@
+//! One submit, on the submitting thread: each request is located (registry, remote cache),
+//! consecutive requests that are contiguous on both sides are merged into one copy, and each
+//! copy is carried out right there ([`super::copy`]). Synchronous copies are terminal before
+//! submit returns; asynchronous ones are in flight on the transport's streams.
+//!
+//! The caller's current device is asked at most once per submit, only if a copy needs a
+//! particular device current, and restored before submit returns.
+
+use super::batch::SubBatch;
+use super::context::Ctx;
+use super::copy::{copy, Done, Failure, Tasks};
+use super::device::DeviceGuard;
+use super::locate::{locate, Local, Mem};
+use super::registry::Region;
+use super::remote::Mapping;
+use super::stats::Path;
+use super::{Error, Request, Result, LOCAL_SEGMENT_ID, OP_READ, OP_WRITE};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Largest copy that merged requests make.
+pub const MERGE_LIMIT: u64 = 64 << 20;
+/// Most requests merged into one copy.
+const MERGE_MAX_TASKS: usize = 1024;
+
+/// Where the target side of a request lives.
+#[derive(Clone)]
+enum Target {
+    /// Local memory (`LOCAL_SEGMENT_ID`), and the registered buffer holding it, if any.
+    Local(Option<Region>),
+    /// A peer's buffer, through its IPC mapping.
+    Remote(Arc<Mapping>),
+}
+
+/// One request (or a run of merged requests), located.
+#[derive(Clone)]
+struct Plan {
+    src: Mem,
+    dst: Mem,
+    /// The registered buffer holding the local side, if any.
+    local: Option<Region>,
+    target: Target,
+}
+
+fn shift(m: Mem, by: u64) -> Mem {
+    match m {
+        Mem::Device { dev, addr, bounded } => Mem::Device {
+            dev,
+            addr: addr + by,
+            bounded,
+        },
+        Mem::Host { addr } => Mem::Host { addr: addr + by },
+    }
+}
+
+impl Plan {
+    fn keep(&self) -> Option<&Arc<Mapping>> {
+        match &self.target {
+            Target::Remote(m) => Some(m),
+            Target::Local(_) => None,
+        }
+    }
+
+    /// The same copy, `by` bytes further on both sides.
+    fn shifted(&self, by: u64) -> Plan {
+        Plan {
+            src: shift(self.src, by),
+            dst: shift(self.dst, by),
+            ..self.clone()
+        }
+    }
+
+    /// Whether `next`, which follows `prev` in the submit, continues this copy: same
+    /// operation and segment, contiguous on both sides, inside the same two buffers.
+    fn continues(&self, prev: &Request, next: &Request) -> bool {
+        let contiguous = next.length > 0
+            && next.opcode == prev.opcode
+            && next.target_id == prev.target_id
+            && prev.source.checked_add(prev.length) == Some(next.source)
+            && prev.target_offset.checked_add(prev.length) == Some(next.target_offset);
+        contiguous
+            && self
+                .local
+                .is_some_and(|r| r.holds(next.source, next.length))
+            && match &self.target {
+                Target::Remote(m) => m.contains(next.target_offset, next.length),
+                Target::Local(Some(r)) => r.holds(next.target_offset, next.length),
+                Target::Local(None) => false,
+            }
+    }
+}
+
+/// Per-submit memory of the last buffers used, so requests to the same buffers look the
+/// registry and the remote cache up once per submit.
+#[derive(Default)]
+struct Memo {
+    mapping: Option<Arc<Mapping>>,
+    /// Last registered buffers hit (local side, local target side).
+    regions: [Option<Region>; 2],
+}
+
+/// [`locate`], answered from `memo` when the range lies in the buffer it remembers.
+fn locate_memo(
+    ctx: &Ctx,
+    dg: &mut DeviceGuard<'_>,
+    memo: &mut Option<Region>,
+    addr: u64,
+    len: u64,
+    write: bool,
+) -> Result<Local> {
+    if let Some(r) = memo.filter(|r| r.holds(addr, len)) {
+        return Ok(Local::registered(r, addr));
+    }
+    let l = locate(&ctx.registry, dg, ctx.device_count, addr, len, write)?;
+    if l.region.is_some() {
+        *memo = l.region;
+    }
+    Ok(l)
+}
+
+fn plan(
+    ctx: &Ctx,
+    dg: &mut DeviceGuard<'_>,
+    memo: &mut Memo,
+    req: &Request,
+    refresh: bool,
+) -> std::result::Result<Option<Plan>, Failure> {
+    let un = |e: Error| (Path::Unrouted, e);
+    if req.opcode != OP_READ && req.opcode != OP_WRITE {
+        return Err(un(Error::invalid(format!("unknown opcode {}", req.opcode))));
+    }
+    if req.length == 0 {
+        return Ok(None);
+    }
+    if req.source.checked_add(req.length).is_none()
+        || req.target_offset.checked_add(req.length).is_none()
+    {
+        return Err(un(Error::invalid(
+            "request range wraps around the address space",
+        )));
+    }
+    let n = ctx.device_count;
+    let local_write = req.opcode == OP_READ;
+    let [mine, theirs] = &mut memo.regions;
+    let local = locate_memo(ctx, dg, mine, req.source, req.length, local_write).map_err(un)?;
+    let (tmem, target) = if req.target_id == LOCAL_SEGMENT_ID {
+        let t = locate_memo(ctx, dg, theirs, req.target_offset, req.length, !local_write)
+            .map_err(un)?;
+        (t.mem, Target::Local(t.region))
+    } else {
+        ctx.stats.count_ipc(1);
+        let hit = memo
+            .mapping
+            .as_ref()
+            .filter(|m| !refresh && m.segment == req.target_id)
+            .filter(|m| m.contains(req.target_offset, req.length))
+            .cloned();
+        let m = match hit {
+            Some(m) => m,
+            None => {
+                let m = ctx
+                    .remote
+                    .resolve(
+                        &ctx.rt,
+                        ctx.host.as_ref(),
+                        dg,
+                        n,
+                        req.target_id,
+                        req.target_offset,
+                        req.length,
+                        refresh,
+                    )
+                    .map_err(un)?;
+                memo.mapping = Some(m.clone());
+                m
+            }
+        };
+        let mem = Mem::Device {
+            dev: m.device,
+            addr: m.translate(req.target_offset),
+            bounded: true,
+        };
+        (mem, Target::Remote(m))
+    };
+    let (src, dst) = if req.opcode == OP_READ {
+        (tmem, local.mem)
+    } else {
+        (local.mem, tmem)
+    };
+    Ok(Some(Plan {
+        src,
+        dst,
+        local: local.region,
+        target,
+    }))
+}
+
+/// Carries out one submit of `reqs` as tasks `first..` of `batch` (already PENDING).
+pub fn run(ctx: &Ctx, batch: &Arc<SubBatch>, first: usize, reqs: &[Request]) {
+    let start = Instant::now();
+    let mut next = 0; // first request not yet handed to a copy
+    let mut cur = 0; // first request of the copy under way
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        let mut dg = DeviceGuard::new(ctx.rt.as_ref());
+        let mut memo = Memo::default();
+        let mut lens = [0u64; 64];
+        while next < reqs.len() {
+            let i = next;
+            cur = i;
+            let p = match plan(ctx, &mut dg, &mut memo, &reqs[i], false) {
+                Ok(Some(p)) => p,
+                Ok(None) => {
+                    next += 1;
+                    ctx.ends()
+                        .complete(batch, first + i, &[0], Path::Unrouted, start);
+                    continue;
+                }
+                Err((path, e)) => {
+                    next += 1;
+                    ctx.ends().fail(batch, first + i, path, e.msg, start);
+                    continue;
+                }
+            };
+            let thr = ctx.cfg.async_memcpy_threshold;
+            let is_async = |r: &Request| thr > 0 && r.length >= thr;
+            let async_ok = is_async(&reqs[i]);
+            // Merge the following requests that continue this copy.
+            let mut n = 1;
+            let mut total = reqs[i].length;
+            while i + n < reqs.len()
+                && n < MERGE_MAX_TASKS.min(lens.len())
+                && p.continues(&reqs[i + n - 1], &reqs[i + n])
+                && is_async(&reqs[i + n]) == async_ok
+                && total + reqs[i + n].length <= MERGE_LIMIT
+            {
+                total += reqs[i + n].length;
+                n += 1;
+            }
+            for (k, l) in lens[..n].iter_mut().enumerate() {
+                *l = reqs[i + k].length;
+            }
+            next += n;
+            let tasks = Tasks {
+                batch,
+                head: first + i,
+                lens: &lens[..n],
+                start,
+            };
+            match execute(
+                ctx, &mut dg, &mut memo, &tasks, &reqs[i], &p, total, async_ok,
+            ) {
+                Ok(Done::Now(path)) => {
+                    ctx.ends()
+                        .complete(batch, first + i, &lens[..n], path, start)
+                }
+                Ok(Done::InFlight) => {}
+                Err(_) if n > 1 => {
+                    // The merged copy failed: each request on its own, so each task says
+                    // how it went.
+                    let mut off = 0;
+                    for k in 0..n {
+                        let one = Tasks {
+                            batch,
+                            head: first + i + k,
+                            lens: &lens[k..k + 1],
+                            start,
+                        };
+                        let pk = p.shifted(off);
+                        let r = &reqs[i + k];
+                        match execute(ctx, &mut dg, &mut memo, &one, r, &pk, r.length, async_ok) {
+                            Ok(Done::Now(path)) => ctx.ends().complete(
+                                batch,
+                                first + i + k,
+                                &lens[k..k + 1],
+                                path,
+                                start,
+                            ),
+                            Ok(Done::InFlight) => {}
+                            Err((path, e)) => {
+                                ctx.ends().fail(batch, first + i + k, path, e.msg, start)
+                            }
+                        }
+                        off += r.length;
+                    }
+                }
+                Err((path, e)) => ctx.ends().fail(batch, first + i, path, e.msg, start),
+            }
+        }
+    }));
+    if let Err(p) = r {
+        // The tasks not handed to a copy yet would stay PENDING for ever.
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        for i in cur..reqs.len() {
+            let t = batch.slot(first + i);
+            if t.load().0 == super::status::PENDING && t.event() == 0 {
+                ctx.ends().fail(
+                    batch,
+                    first + i,
+                    Path::Unrouted,
+                    format!("internal error while copying: {msg}"),
+                    start,
+                );
+            }
+        }
+    }
+}
+
+/// One copy; through a remote mapping that fails, once more after the host refreshed the
+/// peer's buffer and it came back with a new handle (the peer re-registered).
+#[allow(clippy::too_many_arguments)]
+fn execute(
+    ctx: &Ctx,
+    dg: &mut DeviceGuard<'_>,
+    memo: &mut Memo,
+    tasks: &Tasks<'_>,
+    req: &Request,
+    p: &Plan,
+    len: u64,
+    async_ok: bool,
+) -> std::result::Result<Done, Failure> {
+    let first = match copy(ctx, dg, tasks, p.src, p.dst, len, async_ok, p.keep()) {
+        Ok(d) => return Ok(d),
+        Err(f) => f,
+    };
+    let Some(old) = p.keep() else {
+        return Err(first);
+    };
+    let fresh = match plan(ctx, dg, memo, req, true) {
+        Ok(Some(q)) => q,
+        Ok(None) => return Err(first),
+        Err((_, e)) => {
+            return Err((
+                first.0,
+                Error::new(first.1.code, format!("{}; {}", first.1.msg, e.msg)),
+            ))
+        }
+    };
+    match fresh.keep() {
+        Some(m)
+            if (m.handle != old.handle || m.ptr != old.ptr)
+                && m.contains(req.target_offset, len) => {}
+        _ => return Err(first),
+    }
+    copy(
+        ctx,
+        dg,
+        tasks,
+        fresh.src,
+        fresh.dst,
+        len,
+        async_ok,
+        fresh.keep(),
+    )
+}
