@@ -18,7 +18,7 @@ BENCH_ENV  := MC_TANGRT_ROOT=$(EMU_ROOT_ABS) SUNRISE_LINK_LIB=$(abspath target/r
 # The main job: same-device and peer-device, write and read, 4K..16M, with baselines.
 BENCH_ARGS ?=
 
-.PHONY: all emu lib examples lint test test-rust test-c test-cpp test-examples test-reliability bench demo clean
+.PHONY: all emu lib examples lint test test-rust test-c test-cpp test-examples test-reliability test-fuzz bench demo clean
 
 all: emu lib
 
@@ -59,7 +59,8 @@ test-examples: emu lib examples
 
 # Leak check: the C harness and tests/valgrind/abi_cycles.c under valgrind memcheck (any
 # memory error or definitely lost byte fails); skipped with a note where valgrind is absent.
-# The hostile-input, fault, fuzz and stress suites are Rust tests, run by test-rust.
+# The hostile-input, fault, fuzz and stress suites are Rust tests (tests/abi, tests/reliability),
+# run by test-rust.
 test-reliability: emu lib
 	@if command -v valgrind >/dev/null 2>&1; then \
 	  $(MAKE) -C tests/valgrind test EMU_ROOT=$(EMU_ROOT_ABS); \
@@ -67,7 +68,13 @@ test-reliability: emu lib
 	  echo "valgrind not found: leak check skipped (.ci/run installs it)"; \
 	fi
 
-test: lint test-rust test-c test-cpp test-examples test-reliability
+# The libFuzzer targets of fuzz/ (hex codec, location and config parsers): built unoptimised
+# with coverage instrumentation and run FUZZ_SECONDS each; a crash fails the target.
+FUZZ_SECONDS ?= 2
+test-fuzz:
+	FUZZ_PROFILE=dev sh fuzz/run.sh $(FUZZ_SECONDS)
+
+test: lint test-rust test-c test-cpp test-examples test-reliability test-fuzz
 	@echo "make test: all suites passed"
 
 demo: emu

@@ -120,33 +120,33 @@ Status SunriseLinkTransport::fromCode(int32_t rc, const std::string& what) const
     const char* detail = api_.last_error ? api_.last_error() : nullptr;
     if (detail && *detail) msg += ": " + std::string(detail);
     switch (rc) {
-        case 1:
+        case SUNRISE_LINK_INVALID_ARGUMENT:
             return Status::InvalidArgument(msg);
-        case 2:
+        case SUNRISE_LINK_TOO_MANY_REQUESTS:
             return Status::TooManyRequests(msg);
-        case 3:
+        case SUNRISE_LINK_ADDRESS_NOT_REGISTERED:
             return Status::AddressNotRegistered(msg);
-        case 4:
+        case SUNRISE_LINK_DEVICE_NOT_FOUND:
             return Status::DeviceNotFound(msg);
-        case 5:
+        case SUNRISE_LINK_INVALID_ENTRY:
             return Status::InvalidEntry(msg);
-        case 6:
+        case SUNRISE_LINK_INVALID_METADATA_TYPE:
             return Status::InvalidMetadataType(msg);
-        case 7:
+        case SUNRISE_LINK_NEEDS_REFRESH_CACHE:
             return Status::NeedsRefreshCache(msg);
-        case 100:
+        case SUNRISE_LINK_RDMA_ERROR:
             return Status::RdmaError(msg);
-        case 101:
+        case SUNRISE_LINK_RUNTIME_ERROR:
             return Status::CudaError(msg);
-        case 131:
+        case SUNRISE_LINK_METADATA_ERROR:
             return Status::MetadataError(msg);
-        case 132:
+        case SUNRISE_LINK_RPC_SERVICE_ERROR:
             return Status::RpcServiceError(msg);
-        case 133:
+        case SUNRISE_LINK_MALFORMED_JSON:
             return Status::MalformedJson(msg);
-        case 200:
+        case SUNRISE_LINK_NOT_IMPLEMENTED:
             return Status::NotImplemented(msg);
-        case 199:
+        case SUNRISE_LINK_INTERNAL_ERROR:
             return Status::InternalError(msg);
         default:
             return Status::InternalError(msg + " (unknown status code " +

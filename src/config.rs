@@ -5,7 +5,9 @@
 //! (standalone use), or the defaults. Unknown keys are warned about; a wrong type or an
 //! out-of-range value is an error naming the key.
 
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// Environment variable naming a TOML config file, used when the host passes no config.
 pub const CONFIG_ENV: &str = "SUNRISE_LINK_CONFIG";
@@ -16,24 +18,34 @@ const MIB: u64 = 1024 * 1024;
 /// The largest value `max_sub_batch_size` accepts.
 pub const MAX_SUB_BATCH_LIMIT: u64 = 1 << 22;
 
-/// The transport's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The transport's settings. Each key is read by its own parser (module `key`), so that a
+/// wrong type or an out-of-range value is an error naming the key, as `install` reports it;
+/// a missing key keeps its default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct Config {
     /// `enable` (TENT reads it before creating the transport; kept for completeness).
+    #[serde(deserialize_with = "key::enable")]
     pub enable: bool,
     /// `async_memcpy_threshold` in bytes; 0 = every copy is synchronous.
+    #[serde(deserialize_with = "key::async_memcpy_threshold")]
     pub async_memcpy_threshold: u64,
     /// `enable_port_striping`.
+    #[serde(deserialize_with = "key::enable_port_striping")]
     pub enable_port_striping: bool,
     /// `port_striping_min_size` in bytes (upstream: 4 MiB, fixed).
+    #[serde(deserialize_with = "key::port_striping_min_size")]
     pub port_striping_min_size: u64,
     /// `worker_threads`: copy threads per transport; 0 (the default) = chosen at install by
-    /// [`Config::resolve_workers`].
+    /// [`Config::resolve_workers`]. Given explicitly it must be 1..=256.
+    #[serde(deserialize_with = "key::worker_threads")]
     pub worker_threads: usize,
     /// `runtime_lib_dir`: directory holding `libtangrt_shared.so` and `libptml_shared.so`;
     /// overrides the MC_TANGRT_* lookup.
+    #[serde(deserialize_with = "key::runtime_lib_dir")]
     pub runtime_lib_dir: Option<String>,
     /// `max_sub_batch_size`: the largest `max_size` a sub-batch may be allocated with.
+    #[serde(deserialize_with = "key::max_sub_batch_size")]
     pub max_sub_batch_size: u64,
 }
 
@@ -49,6 +61,15 @@ impl Default for Config {
             max_sub_batch_size: 1 << 20,
         }
     }
+}
+
+/// A config object: the known keys, and whatever else it holds (warned about, then ignored).
+#[derive(Deserialize)]
+struct Document {
+    #[serde(flatten)]
+    config: Config,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
 }
 
 impl Config {
@@ -73,6 +94,7 @@ const MAX_AUTO_LANE_WORKERS: usize = 10;
 
 /// Parses a size: a plain non-negative integer counts in `plain_unit` bytes; a string is a
 /// number with an optional unit B, KiB, MiB, GiB (also K/KB, M/MB, G/GB, all binary).
+/// Hand-written: size crates read K/KB/M/MB as decimal, which would change documented values.
 pub fn parse_size(key: &str, v: &Value, plain_unit: u64) -> Result<u64, String> {
     let overflow = || format!("{key}: value too large");
     match v {
@@ -110,60 +132,67 @@ fn as_bool(key: &str, v: &Value) -> Result<bool, String> {
         .ok_or_else(|| format!("{key}: expected true or false, got {v}"))
 }
 
+fn as_count(key: &str, v: &Value, max: u64) -> Result<u64, String> {
+    let n = v
+        .as_u64()
+        .ok_or_else(|| format!("{key}: expected an integer, got {v}"))?;
+    if !(1..=max).contains(&n) {
+        return Err(format!("{key}: {n} is out of range 1..={max}"));
+    }
+    Ok(n)
+}
+
+/// One parser per key, for `#[serde(deserialize_with)]`: the value is read as JSON and checked
+/// by hand, because serde's own type errors do not name the key and the sizes take units.
+mod key {
+    use super::*;
+
+    macro_rules! keys {
+        ($($name:ident -> $t:ty = $parse:expr;)*) => {$(
+            pub(super) fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<$t, D::Error> {
+                let v = Value::deserialize(d)?;
+                let parse: fn(&str, &Value) -> Result<$t, String> = $parse;
+                parse(stringify!($name), &v).map_err(serde::de::Error::custom)
+            }
+        )*};
+    }
+
+    keys! {
+        enable -> bool = as_bool;
+        // Plain numbers are KiB, as upstream's code reads them (its docs say MiB).
+        async_memcpy_threshold -> u64 = |k, v| parse_size(k, v, KIB);
+        enable_port_striping -> bool = as_bool;
+        port_striping_min_size -> u64 = |k, v| match parse_size(k, v, 1)? {
+            0 => Err(format!("{k}: must be at least 1 byte")),
+            n => Ok(n),
+        };
+        worker_threads -> usize = |k, v| as_count(k, v, 256).map(|n| n as usize);
+        runtime_lib_dir -> Option<String> = |k, v| {
+            let s = v
+                .as_str()
+                .ok_or_else(|| format!("{k}: expected a string, got {v}"))?;
+            Ok((!s.is_empty()).then(|| s.to_string()))
+        };
+        // Task slots are made at allocation (about 48 bytes each): 2^22 tasks in one sub-batch
+        // is far beyond any TENT batch and still fits in memory.
+        max_sub_batch_size -> u64 = |k, v| as_count(k, v, MAX_SUB_BATCH_LIMIT);
+    }
+}
+
 impl Config {
     /// Builds a config from a JSON object (TENT's subtree). `warn` receives one message per
     /// unknown key.
     pub fn from_value(v: &Value, warn: &mut dyn FnMut(String)) -> Result<Config, String> {
-        let mut c = Config::default();
-        let obj = match v {
-            Value::Null => return Ok(c),
-            Value::Object(o) => o,
+        match v {
+            Value::Null => return Ok(Config::default()),
+            Value::Object(_) => {}
             other => return Err(format!("config: expected an object, got {other}")),
-        };
-        for (k, val) in obj {
-            match k.as_str() {
-                "enable" => c.enable = as_bool(k, val)?,
-                // Plain numbers are KiB, as upstream's code reads them (its docs say MiB).
-                "async_memcpy_threshold" => c.async_memcpy_threshold = parse_size(k, val, KIB)?,
-                "enable_port_striping" => c.enable_port_striping = as_bool(k, val)?,
-                "port_striping_min_size" => {
-                    c.port_striping_min_size = parse_size(k, val, 1)?;
-                    if c.port_striping_min_size == 0 {
-                        return Err(format!("{k}: must be at least 1 byte"));
-                    }
-                }
-                "worker_threads" => {
-                    let n = val
-                        .as_u64()
-                        .ok_or_else(|| format!("{k}: expected an integer, got {val}"))?;
-                    if !(1..=256).contains(&n) {
-                        return Err(format!("{k}: {n} is out of range 1..=256"));
-                    }
-                    c.worker_threads = n as usize;
-                }
-                "runtime_lib_dir" => {
-                    let s = val
-                        .as_str()
-                        .ok_or_else(|| format!("{k}: expected a string, got {val}"))?;
-                    c.runtime_lib_dir = (!s.is_empty()).then(|| s.to_string());
-                }
-                "max_sub_batch_size" => {
-                    let n = val
-                        .as_u64()
-                        .ok_or_else(|| format!("{k}: expected an integer, got {val}"))?;
-                    // Task slots are made at allocation (about 48 bytes each): 2^22 tasks in one
-                    // sub-batch is far beyond any TENT batch and still fits in memory.
-                    if !(1..=MAX_SUB_BATCH_LIMIT).contains(&n) {
-                        return Err(format!(
-                            "{k}: {n} is out of range 1..={MAX_SUB_BATCH_LIMIT}"
-                        ));
-                    }
-                    c.max_sub_batch_size = n;
-                }
-                other => warn(format!("config: unknown key {other:?} ignored")),
-            }
         }
-        Ok(c)
+        let doc = Document::deserialize(v).map_err(|e| e.to_string())?;
+        for k in doc.unknown.keys() {
+            warn(format!("config: unknown key {k:?} ignored"));
+        }
+        Ok(doc.config)
     }
 
     /// Parses the JSON text of TENT's subtree.
@@ -295,6 +324,44 @@ mod tests {
         assert_eq!(s.resolve_workers(2, 99), 10);
         let fixed = parse(r#"{"worker_threads": 3}"#).unwrap();
         assert_eq!(fixed.resolve_workers(64, 10), 3, "an explicit value wins");
+    }
+
+    #[test]
+    fn messages_name_the_key_exactly() {
+        for (bad, want) in [
+            (
+                r#"{"worker_threads": 0}"#,
+                "worker_threads: 0 is out of range 1..=256",
+            ),
+            (
+                r#"{"worker_threads": "2"}"#,
+                "worker_threads: expected an integer, got \"2\"",
+            ),
+            (
+                r#"{"enable": null}"#,
+                "enable: expected true or false, got null",
+            ),
+            (
+                r#"{"port_striping_min_size": "0MiB"}"#,
+                "port_striping_min_size: must be at least 1 byte",
+            ),
+            (
+                r#"{"runtime_lib_dir": 7}"#,
+                "runtime_lib_dir: expected a string, got 7",
+            ),
+            (
+                r#"{"async_memcpy_threshold": "4 parsecs"}"#,
+                "async_memcpy_threshold: unknown size unit \"parsecs\" in \"4 parsecs\"",
+            ),
+            (
+                r#"{"max_sub_batch_size": 0}"#,
+                "max_sub_batch_size: 0 is out of range 1..=4194304",
+            ),
+            ("7", "config: expected an object, got 7"),
+        ] {
+            assert_eq!(parse(bad).unwrap_err(), want, "{bad}");
+        }
+        assert_eq!(parse("null").unwrap(), Config::default());
     }
 
     #[test]

@@ -4,10 +4,15 @@
 //! a child that uses an inherited stream drops the work queued before the fork (the parent
 //! runs it: running it again would write the shared device memory twice) and starts its own
 //! worker lazily. Events recorded before the fork count as complete in the child.
+//!
+//! `destroy` joins the stream's thread: once `tangStreamDestroy` returns, the stream's queued
+//! work has run and its thread is gone, so no emulator thread outlives the stream (nor runs
+//! code of a runtime library that is unloaded afterwards).
 
 use crate::mem::pid;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::Instant;
 
 pub type Op = Box<dyn FnOnce() -> u32 + Send>;
@@ -18,6 +23,8 @@ struct Queue {
     completed: u64,
     /// Process whose thread runs this queue; 0 = no worker.
     worker_pid: u32,
+    /// The worker thread of this process (running, or exited and not joined yet).
+    worker: Option<JoinHandle<()>>,
     /// Process the queued work belongs to.
     owner_pid: u32,
     destroyed: bool,
@@ -45,6 +52,7 @@ impl Stream {
                 enqueued: 0,
                 completed: 0,
                 worker_pid: 0,
+                worker: None,
                 owner_pid: pid(),
                 destroyed: false,
                 error: 0,
@@ -61,6 +69,10 @@ impl Stream {
             q.ops.clear();
             q.completed = q.enqueued;
             q.worker_pid = 0;
+            // The parent's thread does not exist here: neither join nor detach it.
+            if let Some(h) = q.worker.take() {
+                std::mem::forget(h);
+            }
             q.owner_pid = me;
         }
     }
@@ -72,12 +84,18 @@ impl Stream {
         if q.worker_pid == me || q.ops.is_empty() {
             return;
         }
+        // A previous worker of this process left a destroyed stream: it has already dropped
+        // the lock for the last time, so joining it here is immediate.
+        if let Some(old) = q.worker.take() {
+            let _ = old.join();
+        }
         let s = Arc::clone(self);
         let spawned = std::thread::Builder::new()
             .name(format!("tang-emu-stream-d{}", self.dev))
             .spawn(move || s.run());
-        if spawned.is_ok() {
+        if let Ok(h) = spawned {
             q.worker_pid = me;
+            q.worker = Some(h);
         }
     }
 
@@ -153,15 +171,25 @@ impl Stream {
         std::mem::take(&mut q.error)
     }
 
-    /// Queued work still runs; the worker exits once the queue is empty.
+    /// Queued work still runs; the worker exits once the queue is empty, and this returns
+    /// only after it has (unless called from the worker itself, by an operation it runs).
     pub fn destroy(self: &Arc<Self>) {
-        let mut q = lock(&self.q);
-        Self::adopt(&mut q);
-        q.destroyed = true;
-        if !q.ops.is_empty() {
-            self.ensure_worker(&mut q);
+        let worker = {
+            let mut q = lock(&self.q);
+            Self::adopt(&mut q);
+            q.destroyed = true;
+            if !q.ops.is_empty() {
+                self.ensure_worker(&mut q);
+            }
+            self.work.notify_all();
+            match &q.worker {
+                Some(h) if h.thread().id() == std::thread::current().id() => None,
+                _ => q.worker.take(),
+            }
+        };
+        if let Some(h) = worker {
+            let _ = h.join();
         }
-        self.work.notify_all();
     }
 }
 

@@ -175,23 +175,76 @@ fn destroy_with_pending_work_is_sane() {
         0,
         "pending recording: freed later"
     );
-    assert_eq!(
-        unsafe { (r.tangStreamDestroy)(s) },
-        0,
-        "pending work still runs"
+    // The pending work still runs: destroy returns once it has and the stream's thread is gone.
+    let t = Instant::now();
+    assert_eq!(unsafe { (r.tangStreamDestroy)(s) }, 0);
+    assert!(
+        t.elapsed() >= Duration::from_millis(30),
+        "tangStreamDestroy waited for the queued copies"
     );
     assert_eq!(r.live("stream"), 0);
     assert_eq!(r.live("event"), 0);
-    // tangFree synchronizes the device: the queued copies finish first
-    let t = Instant::now();
     unsafe {
         assert_eq!((r.tangFree)(local), 0);
         assert_eq!((r.tangFree)(remote), 0);
     }
-    assert!(
-        t.elapsed() >= Duration::from_millis(30),
-        "tangFree waited for the destroyed stream's work"
+}
+
+/// Threads of this process named after emulator streams (`tang-emu-stream-d<N>`, cut to 15
+/// characters by the kernel).
+fn stream_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+        .filter(|c| c.starts_with("tang-emu-stream"))
+        .count()
+}
+
+#[test]
+fn destroy_joins_the_stream_thread() {
+    let _g = serial();
+    let r = rt();
+    assert_eq!(r.configure(SLOW), 0);
+    let n = 2 << 20;
+    let (local, remote, mapped) = peer_window(n);
+    let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+    assert_eq!(r.h2d(local, &data), 0);
+    let before = stream_threads();
+    let mut s = std::ptr::null_mut();
+    assert_eq!(unsafe { (r.tangStreamCreate)(&mut s) }, 0);
+    assert_eq!(unsafe { (r.tangMemcpyAsync)(mapped, local, n, D2D, s) }, 0);
+    // The thread names itself once it starts.
+    let t = Instant::now();
+    while stream_threads() != before + 1 && t.elapsed() < Duration::from_secs(5) {
+        std::thread::yield_now();
+    }
+    assert_eq!(
+        stream_threads(),
+        before + 1,
+        "the stream's thread runs the copy"
     );
+    assert_eq!(unsafe { (r.tangStreamDestroy)(s) }, 0);
+    assert_eq!(
+        stream_threads(),
+        before,
+        "a stream thread still ran after tangStreamDestroy returned"
+    );
+    let mut back = vec![0u8; n];
+    assert_eq!(r.d2h(&mut back, remote), 0);
+    assert!(back == data, "the queued copy ran before destroy returned");
+    // An idle stream too: its thread is gone when destroy returns.
+    assert_eq!(unsafe { (r.tangStreamCreate)(&mut s) }, 0);
+    assert_eq!(
+        unsafe { (r.tangMemcpyAsync)(mapped, local, 4096, D2D, s) },
+        0
+    );
+    assert_eq!(unsafe { (r.tangStreamSynchronize)(s) }, 0);
+    assert_eq!(unsafe { (r.tangStreamDestroy)(s) }, 0);
+    assert_eq!(stream_threads(), before);
+    unsafe {
+        assert_eq!((r.tangFree)(local), 0);
+        assert_eq!((r.tangFree)(remote), 0);
+    }
 }
 
 #[test]

@@ -8,19 +8,18 @@
 //! `sunrise_link_last_error`), query_location returns the number of entries written (0 = not
 //! device memory), get_device_count returns the count (-1 on failure).
 
-use super::set_last_error;
+use super::args;
+use super::boundary::{export, set_last_error};
+pub use super::consts::SUNRISE_LINK_DEVICE_LOCATION_LEN;
+use super::handle::Kind;
 use crate::engine::device::{on_device, DeviceGuard};
 use crate::engine::locate::owning_device;
 use crate::engine::registry::{known_device, known_device_add, known_device_remove};
 use crate::engine::{is_device_location, parse_location, Error};
 use crate::tang::loader::TangLib;
 use crate::tang::{MemcpyKind, Runtime};
-use crate::{ffi_status, ffi_value};
 use std::ffi::{c_char, c_int, c_void};
 use std::sync::{Arc, Mutex};
-
-/// `LOCATION_LEN` of TENT's device_plugin.h.
-pub const SUNRISE_LINK_DEVICE_LOCATION_LEN: usize = 32;
 
 /// `location_t` of TENT's device_plugin.h.
 #[repr(C)]
@@ -61,6 +60,9 @@ struct PluginCtx {
     rt: Arc<TangLib>,
 }
 
+/// Device plugin handles: TENT's `void *` plugin context over a boxed `PluginCtx`.
+static PLUGIN: Kind<c_void, PluginCtx> = Kind::new("plugin context");
+
 fn runtime() -> Result<Arc<TangLib>, Error> {
     let mut g = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(rt) = g.as_ref() {
@@ -71,25 +73,10 @@ fn runtime() -> Result<Arc<TangLib>, Error> {
     Ok(rt)
 }
 
-/// # Safety
-/// `ctx` is NULL or came from `create_plugin`.
-unsafe fn ctx<'a>(ctx: *mut c_void) -> Result<&'a PluginCtx, Error> {
-    super::non_null(ctx, "plugin context")?;
-    Ok(&*(ctx as *const PluginCtx))
-}
-
-fn status_to_int(rc: i32) -> c_int {
-    if rc == 0 {
-        0
-    } else {
-        -1
-    }
-}
-
 extern "C" fn create_plugin() -> *mut c_void {
-    ffi_value!(std::ptr::null_mut(), {
+    export!(value(std::ptr::null_mut()) {
         match runtime() {
-            Ok(rt) => Box::into_raw(Box::new(PluginCtx { rt })) as *mut c_void,
+            Ok(rt) => PLUGIN.create(PluginCtx { rt }),
             Err(e) => {
                 set_last_error(&e.msg);
                 std::ptr::null_mut()
@@ -99,12 +86,11 @@ extern "C" fn create_plugin() -> *mut c_void {
 }
 
 unsafe extern "C" fn destroy_plugin(handle: *mut c_void) -> c_int {
-    status_to_int(ffi_status!({
-        if !handle.is_null() {
-            drop(Box::from_raw(handle as *mut PluginCtx));
-        }
+    export!(errno {
+        // SAFETY: NULL or a context from `create_plugin`, given back once (TENT's contract).
+        unsafe { PLUGIN.destroy(handle) };
         Ok(())
-    }))
+    })
 }
 
 unsafe extern "C" fn alloc(
@@ -113,10 +99,16 @@ unsafe extern "C" fn alloc(
     size: usize,
     location: *const c_char,
 ) -> c_int {
-    status_to_int(ffi_status!({
-        let c = ctx(c)?;
-        super::non_null(pptr, "pptr")?;
-        let loc = super::opt_str(location, "location")?.unwrap_or("");
+    export!(errno {
+        // SAFETY: a live context, a writable pptr, NULL or a NUL-terminated location (TENT's
+        // contract for device_plugin_t).
+        let (c, pptr, loc) = unsafe {
+            (
+                PLUGIN.borrow(c)?,
+                args::out(pptr, "pptr")?,
+                args::opt_str(location, "location")?.unwrap_or(""),
+            )
+        };
         let (ty, idx) = parse_location(loc);
         if !is_device_location(ty) || idx < 0 {
             return Err(Error::invalid(format!(
@@ -134,7 +126,7 @@ unsafe extern "C" fn alloc(
         }
         *pptr = p as usize as *mut c_void;
         Ok(())
-    }))
+    })
 }
 
 /// The device owning `[p, p + len)`, or None for host memory: memory the library knows
@@ -153,8 +145,9 @@ fn device_of(rt: &dyn Runtime, p: u64, len: u64) -> Option<i32> {
 static ALLOCATIONS: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
 
 unsafe extern "C" fn free(c: *mut c_void, ptr: *mut c_void, _size: usize) -> c_int {
-    status_to_int(ffi_status!({
-        let c = ctx(c)?;
+    export!(errno {
+        // SAFETY: a live context (TENT's contract).
+        let c = unsafe { PLUGIN.borrow(c) }?;
         if ptr.is_null() {
             return Ok(());
         }
@@ -169,7 +162,7 @@ unsafe extern "C" fn free(c: *mut c_void, ptr: *mut c_void, _size: usize) -> c_i
             known_device_remove(a, len);
         }
         Ok(())
-    }))
+    })
 }
 
 unsafe extern "C" fn memcpy_sync(
@@ -178,8 +171,9 @@ unsafe extern "C" fn memcpy_sync(
     src: *mut c_void,
     length: usize,
 ) -> c_int {
-    status_to_int(ffi_status!({
-        let c = ctx(c)?;
+    export!(errno {
+        // SAFETY: a live context (TENT's contract); the addresses go to the runtime as integers.
+        let c = unsafe { PLUGIN.borrow(c) }?;
         let rt: &dyn Runtime = c.rt.as_ref();
         let (d, s) = (dst as usize as u64, src as usize as u64);
         let n = length as u64;
@@ -198,7 +192,7 @@ unsafe extern "C" fn memcpy_sync(
             }
         };
         on_device(rt, dev, || rt.memcpy(d, s, length, kind))
-    }))
+    })
 }
 
 unsafe extern "C" fn query_location(
@@ -208,11 +202,18 @@ unsafe extern "C" fn query_location(
     buf: *mut sunrise_link_location_t,
     buf_count: usize,
 ) -> c_int {
-    ffi_value!(0, {
-        let Ok(c) = ctx(c) else { return 0 };
-        if buf.is_null() || buf_count == 0 {
+    export!(value(0) {
+        // SAFETY: a live context (TENT's contract).
+        let Ok(c) = (unsafe { PLUGIN.borrow(c) }) else {
+            return 0;
+        };
+        if buf_count == 0 {
             return 0;
         }
+        // SAFETY: NULL or `buf_count` (>= 1) writable entries (TENT's contract).
+        let Ok(buf) = (unsafe { args::out(buf, "buf") }) else {
+            return 0;
+        };
         let Some(dev) = device_of(c.rt.as_ref(), addr as usize as u64, size as u64) else {
             return 0;
         };
@@ -249,8 +250,9 @@ fn cuda_location(dev: i32) -> [c_char; SUNRISE_LINK_DEVICE_LOCATION_LEN] {
 }
 
 unsafe extern "C" fn get_device_count(c: *mut c_void) -> c_int {
-    ffi_value!(-1, {
-        match ctx(c).and_then(|c| {
+    export!(value(-1) {
+        // SAFETY: a live context (TENT's contract).
+        match unsafe { PLUGIN.borrow(c) }.and_then(|c| {
             c.rt.device_count()
                 .map_err(|e| Error::runtime(&e, "counting devices"))
         }) {
@@ -269,13 +271,15 @@ unsafe extern "C" fn get_device_pci_bus_id(
     out: *mut c_char,
     len: usize,
 ) -> c_int {
-    status_to_int(ffi_status!({
-        let c = ctx(c)?;
+    export!(errno {
+        // SAFETY: a live context (TENT's contract).
+        let c = unsafe { PLUGIN.borrow(c) }?;
         let id =
             c.rt.pci_bus_id(idx)
                 .map_err(|e| Error::runtime(&e, format!("device {idx}")))?;
-        super::write_str(out, len, &id, "pci_bus_id")
-    }))
+        // SAFETY: NULL or `len` writable bytes (TENT's contract).
+        unsafe { args::write_str(out, len, &id, "pci_bus_id") }
+    })
 }
 
 /// Fills TENT's `device_plugin_t` (declared here as `sunrise_link_device_plugin_t`, same
@@ -288,8 +292,9 @@ unsafe extern "C" fn get_device_pci_bus_id(
 pub unsafe extern "C" fn tent_register_device_plugin(
     out: *mut sunrise_link_device_plugin_t,
 ) -> c_int {
-    status_to_int(ffi_status!({
-        super::non_null(out, "out")?;
+    export!(errno {
+        // SAFETY: the caller's writable device_plugin_t (contract above).
+        let out = unsafe { args::out(out, "out") }?;
         *out = sunrise_link_device_plugin_t {
             class_name: CLASS_NAME.as_ptr() as *const c_char,
             create_plugin: Some(create_plugin),
@@ -302,7 +307,7 @@ pub unsafe extern "C" fn tent_register_device_plugin(
             get_device_pci_bus_id: Some(get_device_pci_bus_id),
         };
         Ok(())
-    }))
+    })
 }
 
 static CLASS_NAME: &[u8] = b"cuda\0";
@@ -315,6 +320,7 @@ mod tests {
     fn location_names() {
         for dev in [0, 7, 10, 127, i32::MAX] {
             let loc = cuda_location(dev);
+            // SAFETY: `cuda_location` always leaves a NUL inside the array.
             let s = unsafe { std::ffi::CStr::from_ptr(loc.as_ptr()) };
             assert_eq!(s.to_str().unwrap(), format!("cuda:{dev}"));
         }

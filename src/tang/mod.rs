@@ -172,47 +172,27 @@ pub trait Runtime: Send + Sync {
 }
 
 /// Encodes bytes as uppercase hex, two characters per byte, high nibble first (as TENT's
-/// `serializeBinaryData`).
+/// `serializeBinaryData`): an IPC handle becomes the 128 characters of `BufferDesc::shm_path`.
 pub fn hex_upper(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
+    hex::encode_upper(bytes)
 }
 
 /// Decodes an IPC handle from hex (either case). Anything but exactly 64 bytes is an error.
-pub fn parse_ipc_handle(hex: &str) -> Result<IpcHandle, String> {
-    let raw = hex.as_bytes();
-    if raw.len() != IPC_HANDLE_SIZE * 2 {
+pub fn parse_ipc_handle(text: &str) -> Result<IpcHandle, String> {
+    if text.len() != IPC_HANDLE_SIZE * 2 {
         return Err(format!(
             "shm_path is {} characters, expected {} hex characters of a Tang IPC handle",
-            raw.len(),
+            text.len(),
             IPC_HANDLE_SIZE * 2
         ));
     }
-    let nibble = |c: u8| -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    };
     let mut out = [0u8; IPC_HANDLE_SIZE];
-    for (i, pair) in raw.chunks(2).enumerate() {
-        match (nibble(pair[0]), nibble(pair[1])) {
-            (Some(h), Some(l)) => out[i] = (h << 4) | l,
-            _ => {
-                return Err(format!(
-                    "shm_path has a non-hex character near offset {}",
-                    i * 2
-                ))
-            }
+    hex::decode_to_slice(text, &mut out).map_err(|e| match e {
+        hex::FromHexError::InvalidHexCharacter { index, .. } => {
+            format!("shm_path has a non-hex character at offset {index}")
         }
-    }
+        other => format!("shm_path is not a Tang IPC handle: {other}"),
+    })?;
     Ok(out)
 }
 
@@ -243,5 +223,11 @@ mod tests {
         assert!(parse_ipc_handle(&"G".repeat(128)).is_err());
         assert!(parse_ipc_handle(&"0".repeat(126)).is_err());
         assert!(parse_ipc_handle(&"é".repeat(64)).is_err());
+        let mut odd = "0".repeat(128);
+        odd.replace_range(77..78, "x");
+        assert_eq!(
+            parse_ipc_handle(&odd).unwrap_err(),
+            "shm_path has a non-hex character at offset 77"
+        );
     }
 }

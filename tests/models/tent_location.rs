@@ -1,5 +1,5 @@
 //! A model of TENT's `LocationParser`, shared by the deterministic fuzzer
-//! (`tests/fuzz_abi.rs`) and the libFuzzer target (`fuzz/fuzz_targets/location.rs`).
+//! (`tests/reliability/fuzz.rs`) and the libFuzzer target (`fuzz/fuzz_targets/location.rs`).
 
 /// TENT's LocationParser: type before the first ':', index by `std::stoi` (leading C
 /// whitespace, an optional sign, digits; no digits or out of int range: −1).

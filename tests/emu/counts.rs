@@ -3,8 +3,7 @@
 //! submits ask for the caller's device once), one call for a run of contiguous requests, and
 //! no call at all for the platform's "where is this memory" question on registered memory.
 
-mod common;
-use common::*;
+use crate::support::table::*;
 use std::ffi::{c_void, CStr};
 
 const N: u64 = 200;

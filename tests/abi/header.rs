@@ -1,8 +1,8 @@
 //! The checked-in header is what the pinned cbindgen generates from src/abi/, and it compiles
-//! as C11 and C++17 with -Wall -Wextra -Werror.
+//! as C11 and C++17 with -Wall -Wextra -Werror; its slot-check macro works in both.
 //!
 //! Regenerate after changing src/abi/:
-//!   SUNRISE_LINK_REGEN_HEADER=1 cargo test -p sunrise-link --test header
+//!   SUNRISE_LINK_REGEN_HEADER=1 cargo test -p sunrise-link --test abi header
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,7 +12,10 @@ fn root() -> PathBuf {
 }
 
 fn generate() -> String {
-    let cfg = cbindgen::Config::from_file(root().join("cbindgen.toml")).expect("cbindgen.toml");
+    let mut cfg = cbindgen::Config::from_file(root().join("cbindgen.toml")).expect("cbindgen.toml");
+    // The constants are defined once in src/abi/consts.rs (several take the engine's values,
+    // which cbindgen cannot evaluate): the header gets them from the library itself.
+    cfg.after_includes = Some(sunrise_link::abi::consts::c_defines());
     // Only src/abi/ (mod.rs and the modules it declares) is parsed: every C item lives there,
     // nothing else leaks into the header.
     let bindings = cbindgen::Builder::new()
@@ -37,7 +40,7 @@ fn header_is_up_to_date() {
     assert!(
         current == fresh,
         "include/sunrise_link.h is stale; regenerate it with\n  \
-         SUNRISE_LINK_REGEN_HEADER=1 cargo test -p sunrise-link --test header"
+         SUNRISE_LINK_REGEN_HEADER=1 cargo test -p sunrise-link --test abi header"
     );
 }
 
@@ -49,7 +52,12 @@ fn header_defines_the_abi_version_from_rust() {
         sunrise_link::abi::SUNRISE_LINK_ABI_VERSION
     );
     assert!(h.contains(&want), "missing {want}");
+    for (name, _, value) in sunrise_link::abi::consts::C_CONSTANTS {
+        let want = format!("#define {name} {value}\n");
+        assert!(h.contains(&want), "missing {want}");
+    }
     for f in [
+        "SUNRISE_LINK_CHECK_OP",
         "sunrise_link_transport_plugin_get",
         "sunrise_link_last_error",
         "sunrise_link_version",
@@ -61,36 +69,46 @@ fn header_defines_the_abi_version_from_rust() {
 
 fn compile(compiler: &str, std: &str, ext: &str, dir: &Path) {
     let src = dir.join(format!("use_header.{ext}"));
+    let exe = dir.join(format!("use_header_{ext}"));
     std::fs::write(
         &src,
         "#include \"sunrise_link.h\"\n\
+         static const char *version(void) { return \"\"; }\n\
          int main(void) {\n\
            sunrise_link_transport_plugin_t t;\n\
            t.abi_version = SUNRISE_LINK_ABI_VERSION;\n\
            t.struct_size = (uint32_t)sizeof t;\n\
-           (void)t;\n\
+           t.stats_get = 0;\n\
+           t.notification_send = 0;\n\
+           if (SUNRISE_LINK_CHECK_OP(&t, sunrise_link_transport_plugin_t, stats_get)) return 1;\n\
+           t.struct_size = 16;\n\
+           t.version = version;\n\
+           if (SUNRISE_LINK_CHECK_OP(&t, sunrise_link_transport_plugin_t, version)) return 2;\n\
+           t.struct_size = 24;\n\
+           if (!SUNRISE_LINK_CHECK_OP(&t, sunrise_link_transport_plugin_t, version)) return 3;\n\
            return SUNRISE_LINK_OK;\n\
          }\n",
     )
     .unwrap();
     let out = Command::new(compiler)
-        .args([
-            std,
-            "-Wall",
-            "-Wextra",
-            "-Werror",
-            "-pedantic",
-            "-fsyntax-only",
-            "-I",
-        ])
+        .args([std, "-Wall", "-Wextra", "-Werror", "-pedantic", "-I"])
         .arg(root().join("include"))
         .arg(&src)
+        .arg("-o")
+        .arg(&exe)
         .output()
         .unwrap_or_else(|e| panic!("running {compiler}: {e}"));
     assert!(
         out.status.success(),
         "{compiler} {std} rejected the header:\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // The slot-check macro: a NULL slot, a slot past struct_size and a present slot.
+    let st = Command::new(&exe).status().unwrap();
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "SUNRISE_LINK_CHECK_OP misjudged a slot ({compiler})"
     );
 }
 

@@ -7,10 +7,8 @@
 //!
 //! Runs on the emulated Tang runtime (`make emu`; `make test` exports its root).
 
-mod rel;
-
-use rel::*;
-use std::ffi::{c_char, c_void, CString};
+use crate::support::direct::*;
+use std::ffi::{c_char, c_void, CStr, CString};
 use std::ptr::{null, null_mut};
 use std::time::Duration;
 
@@ -245,7 +243,7 @@ fn uninstalled_transport_refuses_work_and_writes_nothing() {
 
 #[test]
 fn bad_configs_fail_install_cleanly_and_a_good_one_then_works() {
-    let Some((_g, emu)) = serial() else { return };
+    let (_g, emu) = serial();
     let objects = emu.live_transport_objects();
     let t = Transport::create();
     let bad: Vec<(String, i32)> = vec![
@@ -316,7 +314,7 @@ fn bad_configs_fail_install_cleanly_and_a_good_one_then_works() {
 
 #[test]
 fn outputs_and_sub_batch_handles() {
-    let Some((_g, _emu)) = serial() else { return };
+    let (_g, _emu) = serial();
     let t = Transport::installed("\"max_sub_batch_size\": 64");
     let other = Transport::installed("");
     unsafe {
@@ -451,7 +449,7 @@ fn outputs_and_sub_batch_handles() {
 
 #[test]
 fn buffer_registration_rejects_bad_arguments() {
-    let Some((_g, emu)) = serial() else { return };
+    let (_g, emu) = serial();
     let t = Transport::installed("");
     let dev = emu.alloc(0, 1 << 16);
     let dev1 = emu.alloc(1, 4096);
@@ -586,7 +584,7 @@ impl Guarded {
 
 #[test]
 fn remote_ranges_outside_the_registered_buffer_never_touch_bytes() {
-    let Some((_g, emu)) = serial() else { return };
+    let (_g, emu) = serial();
     let owner = Transport::installed("");
     let t = Transport::installed("");
     let len = 64 << 10;
@@ -674,7 +672,7 @@ fn remote_ranges_outside_the_registered_buffer_never_touch_bytes() {
 
 #[test]
 fn malformed_remote_metadata_fails_the_task_only() {
-    let Some((_g, emu)) = serial() else { return };
+    let (_g, emu) = serial();
     let owner = Transport::installed("");
     let t = Transport::installed("");
     let g = guarded(emu, &owner, 2, 8192, 4096);
@@ -795,7 +793,7 @@ fn flip(hex: &str, at: usize) -> String {
 
 #[test]
 fn request_fields_are_checked_before_any_copy() {
-    let Some((_g, emu)) = serial() else { return };
+    let (_g, emu) = serial();
     let t = Transport::installed("");
     let a = emu.alloc(0, 8192);
     let b = emu.alloc(0, 8192 + 4096);
@@ -831,7 +829,7 @@ fn request_fields_are_checked_before_any_copy() {
 
 #[test]
 fn unregistered_and_partly_registered_host_ranges_fail_without_touching_memory() {
-    let Some((_g, emu)) = serial() else { return };
+    let (_g, emu) = serial();
     let t = Transport::installed("");
     let dev = emu.alloc(0, 8192);
     emu.write(dev, &pattern(5, 8192));
@@ -909,7 +907,7 @@ fn unregistered_and_partly_registered_host_ranges_fail_without_touching_memory()
 /// read or copied (a huge count must not allocate or read past the caller's array).
 #[test]
 fn huge_request_counts_are_refused_before_reading() {
-    let Some((_g, _emu)) = serial() else { return };
+    let (_g, _emu) = serial();
     let t = Transport::installed("");
     let h = t.allocate(8).unwrap();
     let r = [req(SUNRISE_LINK_OP_WRITE, 0, 0, 0, 0); 2];
@@ -925,8 +923,8 @@ fn huge_request_counts_are_refused_before_reading() {
 /// written.
 #[test]
 fn unregistered_device_range_past_its_allocation_is_not_striped() {
-    let Some((_g, emu)) = serial() else { return };
-    assert_eq!(emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n"), 0);
+    let (_g, emu) = serial();
+    emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n");
     let t = Transport::installed(
         "\"enable_port_striping\": true, \"port_striping_min_size\": \"4KiB\", \
          \"worker_threads\": 2",
@@ -1016,4 +1014,62 @@ fn device_plugin_rejects_null_and_garbage() {
         }
         assert_eq!((d.destroy_plugin.unwrap())(ctx), 0);
     }
+}
+
+/// The header's contract edges: once a submit has returned, none of the sub-batch's tasks reads
+/// TASK_INITIAL, and the id one past the last is InvalidArgument; `task_error_get` with `len` 0
+/// is InvalidArgument and writes nothing, `len` 1 gives "", a short buffer a cut message.
+#[test]
+fn contract_edges_task_states_and_error_buffers() {
+    let (_g, emu) = serial();
+    let t = Transport::installed("");
+    let len = 1u64 << 16;
+    let (a, b) = (emu.alloc(0, len as usize), emu.alloc(1, len as usize));
+    t.add(a, len, "cuda:0").unwrap();
+    t.add(b, len, "cuda:1").unwrap();
+    let h = t.allocate(32).unwrap();
+    for _ in 0..4 {
+        // Every fourth request names an unregistered source: a FAILED task with a message.
+        let reqs: Vec<_> = (0..8)
+            .map(|i| match i % 4 {
+                3 => req(SUNRISE_LINK_OP_WRITE, 0x10, 0, b, 16),
+                _ => req(SUNRISE_LINK_OP_WRITE, a, 0, b, len),
+            })
+            .collect();
+        assert_eq!(t.submit(h, &reqs), 0, "{}", last_error());
+        let n = t.size(h).unwrap();
+        for id in 0..n {
+            let s = t.status(h, id).unwrap().0;
+            assert_ne!(s, SUNRISE_LINK_TASK_INITIAL, "task {id} read INITIAL");
+        }
+        assert_eq!(t.status(h, n), Err(SUNRISE_LINK_INVALID_ARGUMENT));
+    }
+    let states = t.wait_all(h, 32, Duration::from_secs(20));
+    assert_eq!(states[3].0, SUNRISE_LINK_TASK_FAILED);
+    let full = t.task_error(h, 3);
+    assert!(full.len() > 8, "{full}");
+    let mut buf = [0x55 as c_char; 8];
+    // SAFETY: `buf` holds 8 writable bytes, at least the length given each time.
+    unsafe {
+        let rc = sunrise_link_task_error_get(t.t, h, 3, buf.as_mut_ptr(), 0);
+        assert_eq!(rc, SUNRISE_LINK_INVALID_ARGUMENT);
+        assert!(last_error().contains("too small"), "{}", last_error());
+        assert!(buf.iter().all(|&c| c == 0x55), "len 0: nothing written");
+        assert_eq!(
+            sunrise_link_task_error_get(t.t, h, 3, buf.as_mut_ptr(), 1),
+            0
+        );
+        assert_eq!(buf[0], 0, "len 1: the empty string");
+        assert_eq!(
+            sunrise_link_task_error_get(t.t, h, 3, buf.as_mut_ptr(), 8),
+            0
+        );
+        let cut = CStr::from_ptr(buf.as_ptr()).to_str().unwrap();
+        assert_eq!(cut, &full[..7], "cut to len - 1 bytes");
+    }
+    assert_eq!(t.free(h), 0);
+    assert_eq!(t.remove(a), 0);
+    assert_eq!(t.remove(b), 0);
+    emu.free(a);
+    emu.free(b);
 }

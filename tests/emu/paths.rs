@@ -1,7 +1,6 @@
 //! Every copy path on the emulated runtime, through the C ABI, with the bytes verified.
 
-mod common;
-use common::*;
+use crate::support::table::*;
 use sunrise_link::abi::transport::*;
 
 const MIB: usize = 1 << 20;

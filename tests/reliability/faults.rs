@@ -5,12 +5,10 @@
 //! or IPC mapping is leaked, and a fresh install works afterwards. Also: a missing library or
 //! symbol, zero devices, PTML init failure, and a peer process killed mid-transfer.
 
-mod rel;
-
-use rel::*;
+use crate::support::direct::*;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -251,7 +249,7 @@ fn verify(emu: &Emu, bed: &Bed, states: &[(i32, String)]) {
 
 fn set_fault(emu: &Emu, function: &str, code: u32, mode: &str) {
     let toml = format!("[[fault]]\nfunction = \"{function}\"\ncode = {code}\n{mode}\n");
-    assert_eq!(emu.configure(&toml), 0, "{toml}");
+    emu.configure(&toml);
 }
 
 /// Functions whose failure leaves the runtime holding the object: the emulator keeps it, so
@@ -264,8 +262,8 @@ const RELEASES: &[&str] = &[
 
 #[test]
 fn every_runtime_call_failing_at_every_point() {
-    let Some((_g, emu)) = serial() else { return };
-    assert_eq!(emu.configure(EXTRA_LINK), 0);
+    let (_g, emu) = serial();
+    emu.configure(EXTRA_LINK);
     let mut bed = Bed::new(emu);
     let mut base = emu.live_transport_objects();
     let functions = [
@@ -293,7 +291,7 @@ fn every_runtime_call_failing_at_every_point() {
     ];
     // A clean round first: how often each function is called.
     bed.reset(emu, 0);
-    let before: Vec<u64> = functions.iter().map(|f| emu.count(f)).collect();
+    let before: Vec<u64> = functions.iter().map(|f| emu.calls(f)).collect();
     let (tally, rest) = round(&bed);
     let (t, _, states) = rest.unwrap();
     assert_eq!(
@@ -310,7 +308,7 @@ fn every_runtime_call_failing_at_every_point() {
     let calls: Vec<u64> = functions
         .iter()
         .zip(&before)
-        .map(|(f, b)| emu.count(f) - b)
+        .map(|(f, b)| emu.calls(f) - b)
         .collect();
     let mut summary: BTreeMap<&str, (u64, Tally)> = BTreeMap::new();
     let mut rounds = 0;
@@ -375,8 +373,8 @@ fn every_runtime_call_failing_at_every_point() {
 
 #[test]
 fn random_faults_under_load_leave_no_leak() {
-    let Some((_g, emu)) = serial() else { return };
-    assert_eq!(emu.configure(EXTRA_LINK), 0);
+    let (_g, emu) = serial();
+    emu.configure(EXTRA_LINK);
     let mut bed = Bed::new(emu);
     let base = emu.live_transport_objects();
     let funcs = [
@@ -413,7 +411,10 @@ fn random_faults_under_load_leave_no_leak() {
 
 #[test]
 fn install_fails_cleanly_and_recovers() {
-    let Some((_g, emu)) = serial() else { return };
+    if role(ZERO_ENV).is_some() {
+        return zero_devices_role();
+    }
+    let (_g, emu) = serial();
     let base = emu.live_transport_objects();
     let t = Transport::create();
     // Missing library.
@@ -429,7 +430,7 @@ fn install_fails_cleanly_and_recovers() {
         "{m}"
     );
     // Missing symbol: a library without the PTML entry points under PTML's name.
-    let dir = lib_dir().unwrap();
+    let dir = lib_dir(&emu_root());
     std::fs::copy(
         dir.join("libtangrt_shared.so"),
         empty.path().join("libptml_shared.so"),
@@ -445,14 +446,7 @@ fn install_fails_cleanly_and_recovers() {
     emu.clear_faults();
     // Zero devices (in a child process: the device count can change only while nothing is
     // allocated, and this process holds memory of other tests).
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "zero_devices_process",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ZERO_ENV, "1")
+    let out = rerun_as("install_fails_cleanly_and_recovers", ZERO_ENV, "1")
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -487,19 +481,16 @@ fn install_fails_cleanly_and_recovers() {
 
 const ZERO_ENV: &str = "SUNRISE_LINK_REL_ZERO_DEVICES";
 
-/// Zero devices: install fails with DeviceNotFound; once devices appear it installs.
-#[test]
-fn zero_devices_process() {
-    if std::env::var(ZERO_ENV).is_err() {
-        return;
-    }
-    let emu = emu().expect("emulator");
-    assert_eq!(emu.configure("devices = 0"), 0);
+/// Zero devices (the child role of `install_fails_cleanly_and_recovers`): install fails with
+/// DeviceNotFound; once devices appear it installs.
+fn zero_devices_role() {
+    let emu = emu();
+    emu.configure("devices = 0");
     let t = Transport::create();
     assert_eq!(t.install(Some(&config(""))), SUNRISE_LINK_DEVICE_NOT_FOUND);
     assert!(last_error().contains("no Tang devices"), "{}", last_error());
     assert_eq!(emu.live_transport_objects(), [0, 0, 0]);
-    assert_eq!(emu.configure("devices = 2"), 0);
+    emu.configure("devices = 2");
     assert_eq!(t.install(Some(&config(""))), 0, "{}", last_error());
     drop(t);
     println!("ZERO-DEVICES-OK");
@@ -507,17 +498,8 @@ fn zero_devices_process() {
 
 #[test]
 fn minimal_runtime_without_optional_symbols_still_copies() {
-    let Some((_g, emu)) = serial() else { return };
-    let Some(root) = emu_root() else { return };
-    let minimal = root.with_file_name(format!(
-        "{}-minimal",
-        root.file_name().unwrap().to_string_lossy()
-    ));
-    let lib = minimal.join("lib/linux-x86_64");
-    if !lib.join("libtangrt_shared.so").exists() {
-        eprintln!("no minimal root at {}; skipped", minimal.display());
-        return;
-    }
+    let (_g, emu) = serial();
+    let lib = lib_dir(&minimal_root());
     // The minimal root is another runtime instance: its devices are its own. Install only
     // (no copies against our instance's memory); uninstall; install again.
     let t = Transport::create();
@@ -533,15 +515,11 @@ fn minimal_runtime_without_optional_symbols_still_copies() {
 
 const PEER_ENV: &str = "SUNRISE_LINK_REL_PEER";
 
-/// The target process: registers a device buffer and prints its shm_path; then, on "free" on
-/// stdin, unregisters and frees it and exits; else waits (bounded) to be killed. Runs only
-/// when spawned by the peer tests.
-#[test]
-fn peer_target_process() {
-    if std::env::var(PEER_ENV).is_err() {
-        return;
-    }
-    let emu = emu().expect("emulator");
+/// The target process (the child role of the peer tests): registers a device buffer and prints
+/// its shm_path; then, on "free" on stdin, unregisters and frees it and exits; else waits
+/// (bounded) to be killed.
+fn peer_target_role() {
+    let emu = emu();
     let t = Transport::installed("");
     let len = 8usize << 20;
     let p = emu.alloc(1, len);
@@ -574,15 +552,8 @@ struct Peer {
 }
 
 #[allow(clippy::zombie_processes)] // the callers wait for it (or kill it)
-fn spawn_peer() -> Peer {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "peer_target_process",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(PEER_ENV, "1")
+fn spawn_peer(test: &str) -> Peer {
+    let mut child = rerun_as(test, PEER_ENV, "1")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -604,11 +575,16 @@ fn spawn_peer() -> Peer {
 }
 
 /// Submits 2000 reads and writes of 256 KiB against the peer over slow links while `kill`
-/// ends the peer on another thread; returns (completed, failed) once every task is terminal (bounded).
-fn transfers_while_peer_dies(emu: &Emu, kill: impl FnOnce(&mut Peer) + Send) -> (usize, usize) {
-    let mut peer = spawn_peer();
+/// ends the peer on another thread; returns (completed, failed) once every task is terminal
+/// (bounded).
+fn transfers_while_peer_dies(
+    test: &str,
+    emu: &Emu,
+    kill: impl FnOnce(&mut Peer) + Send,
+) -> (usize, usize) {
+    let mut peer = spawn_peer(test);
     // Slow links (this process only), so transfers are still in flight when the peer dies.
-    assert_eq!(emu.configure("[link_model]\nbandwidth = 2e9\n"), 0);
+    emu.configure("[link_model]\nbandwidth = 2e9\n");
     let t = Transport::installed("\"worker_threads\": 2, \"async_memcpy_threshold\": \"1MiB\"");
     t.publish(Remote {
         segment: 5,
@@ -671,7 +647,7 @@ fn transfers_while_peer_dies(emu: &Emu, kill: impl FnOnce(&mut Peer) + Send) -> 
     }
     assert_eq!(t.uninstall(), 0);
     drop(t);
-    assert_eq!(emu.configure("link_model = {}"), 0);
+    emu.configure("link_model = {}");
     emu.free(local);
     (done, failed)
 }
@@ -680,9 +656,12 @@ fn transfers_while_peer_dies(emu: &Emu, kill: impl FnOnce(&mut Peer) + Send) -> 
 /// message, none hangs, and everything is released.
 #[test]
 fn peer_exits_mid_transfer() {
-    let Some((_g, emu)) = serial() else { return };
+    if role(PEER_ENV).is_some() {
+        return peer_target_role();
+    }
+    let (_g, emu) = serial();
     let base = emu.live_transport_objects();
-    let (done, failed) = transfers_while_peer_dies(emu, |p| {
+    let (done, failed) = transfers_while_peer_dies("peer_exits_mid_transfer", emu, |p| {
         let mut stdin = p.child.stdin.take().unwrap();
         stdin.write_all(b"free\n").unwrap();
         drop(stdin);
@@ -698,9 +677,12 @@ fn peer_exits_mid_transfer() {
 /// readable through mappings already open, so these tasks may complete.)
 #[test]
 fn peer_killed_mid_transfer() {
-    let Some((_g, emu)) = serial() else { return };
+    if role(PEER_ENV).is_some() {
+        return peer_target_role();
+    }
+    let (_g, emu) = serial();
     let base = emu.live_transport_objects();
-    let (done, failed) = transfers_while_peer_dies(emu, |p| {
+    let (done, failed) = transfers_while_peer_dies("peer_killed_mid_transfer", emu, |p| {
         p.child.kill().unwrap();
         p.child.wait().unwrap();
     });
@@ -714,7 +696,7 @@ fn peer_killed_mid_transfer() {
 /// nothing written afterwards.
 #[test]
 fn async_copy_whose_event_fails_ends_after_the_copy() {
-    let Some((_g, emu)) = serial() else { return };
+    let (_g, emu) = serial();
     let base = emu.live_transport_objects();
     let t = Transport::installed("\"async_memcpy_threshold\": \"1MiB\", \"worker_threads\": 1");
     let len = 16usize << 20;

@@ -7,11 +7,9 @@
 //! `SUNRISE_LINK_STRESS_SECS=<s>` (default 3) and `SUNRISE_LINK_STRESS_THREADS=<n>` (default
 //! 8) for longer or wider runs.
 
-mod rel;
-
-use rel::*;
+use crate::support::direct::*;
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -248,18 +246,15 @@ const PEER_ENV: &str = "SUNRISE_LINK_REL_STRESS_PEER";
 const CFG: &str = "\"worker_threads\": 4, \"async_memcpy_threshold\": \"32KiB\", \
                    \"enable_port_striping\": true, \"port_striping_min_size\": \"32KiB\"";
 
-/// The second process: exports one buffer per device for the first, and runs its own stress
-/// on local memory meanwhile; prints its counters when told "done".
-#[test]
-fn stress_peer_process() {
-    let Ok(v) = std::env::var(PEER_ENV) else {
-        return;
-    };
+/// The second process (the child role of `stress_threads_devices_two_processes`): exports one
+/// buffer per device for the first, and runs its own stress on local memory meanwhile; prints
+/// its counters when told "done".
+fn stress_peer_role(v: String) {
     let mut it = v.split(',');
     let threads: u64 = it.next().unwrap().parse().unwrap();
     let secs: f64 = it.next().unwrap().parse().unwrap();
-    let emu = emu().expect("emulator");
-    assert_eq!(emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n"), 0);
+    let emu = emu();
+    emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n");
     let t = Transport::installed(CFG);
     let per = SLOT * SLOTS * threads;
     let mut line = String::from("STRESS-PEER");
@@ -290,24 +285,24 @@ fn stress_peer_process() {
 
 #[test]
 fn stress_threads_devices_two_processes() {
-    let Some((_g, emu)) = serial() else { return };
-    assert_eq!(emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n"), 0);
+    if let Some(v) = role(PEER_ENV) {
+        return stress_peer_role(v);
+    }
+    let (_g, emu) = serial();
+    emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n");
     let threads = env_u64("SUNRISE_LINK_STRESS_THREADS", 8);
     let secs = env_u64("SUNRISE_LINK_STRESS_SECS", 3) as f64;
     let base = emu.live_transport_objects();
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "stress_peer_process",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(PEER_ENV, format!("{threads},{secs}"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let mut child = rerun_as(
+        "stress_threads_devices_two_processes",
+        PEER_ENV,
+        &format!("{threads},{secs}"),
+    )
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .spawn()
+    .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let peer: Vec<(u64, i32, String)> = loop {
         let l = lines.next().expect("peer output").unwrap();
@@ -390,9 +385,9 @@ fn stress_threads_devices_two_processes() {
 /// after the request's own worker has moved on.
 #[test]
 fn invalidating_a_segment_during_striped_and_async_copies() {
-    let Some((_g, emu)) = serial() else { return };
-    assert_eq!(emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n"), 0);
-    assert_eq!(emu.configure("[link_model]\nbandwidth = 2e8\n"), 0);
+    let (_g, emu) = serial();
+    emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n");
+    emu.configure("[link_model]\nbandwidth = 2e8\n");
     let base = emu.live_transport_objects();
     let owner = Transport::installed("");
     let len = 4u64 << 20;
@@ -447,7 +442,7 @@ fn invalidating_a_segment_during_striped_and_async_copies() {
     assert!(stats.async_requests >= 2);
     drop(t);
     drop(owner);
-    assert_eq!(emu.configure("link_model = {}"), 0);
+    emu.configure("link_model = {}");
     emu.free(local);
     for p in remotes {
         emu.free(p);
@@ -460,9 +455,9 @@ fn invalidating_a_segment_during_striped_and_async_copies() {
 /// each), nothing hangs, nothing leaks.
 #[test]
 fn uninstall_and_install_while_submitting() {
-    let Some((_g, emu)) = serial() else { return };
-    assert_eq!(emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n"), 0);
-    assert_eq!(emu.configure("[link_model]\nbandwidth = 2e9\n"), 0);
+    let (_g, emu) = serial();
+    emu.configure("[[link]]\na = [0, 8]\nb = [1, 8]\n");
+    emu.configure("[link_model]\nbandwidth = 2e9\n");
     let base = emu.live_transport_objects();
     let cfg = "\"worker_threads\": 2, \"async_memcpy_threshold\": \"128KiB\", \
                \"enable_port_striping\": true, \"port_striping_min_size\": \"64KiB\"";
@@ -550,7 +545,7 @@ fn uninstall_and_install_while_submitting() {
     );
     assert_eq!(notified, accepted, "lost or duplicated completions");
     drop(t);
-    assert_eq!(emu.configure("link_model = {}"), 0);
+    emu.configure("link_model = {}");
     for p in [a, b, c] {
         emu.free(p);
     }
@@ -562,7 +557,7 @@ fn uninstall_and_install_while_submitting() {
 /// transports keep logging from other threads.
 #[test]
 fn log_callback_never_runs_after_destroy() {
-    let Some((_g, _emu)) = serial() else { return };
+    let (_g, _emu) = serial();
     use std::ffi::{c_char, c_void, CString};
     struct Sink {
         alive: AtomicBool,

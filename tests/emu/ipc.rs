@@ -3,8 +3,7 @@
 //! the plugin table. Also: re-registration at the same address with a new handle, a remote
 //! buffer on another machine, a remote host buffer, a malformed shm_path.
 
-mod common;
-use common::*;
+use crate::support::table::*;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -69,14 +68,25 @@ struct Peer {
 
 impl Peer {
     fn spawn(device: i32) -> Peer {
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["target_role", "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, "target_role")
-            .env("TARGET_DEVICE", device.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args([
+            &test_path("target_role"),
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, "target_role")
+        .env("TARGET_DEVICE", device.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+        // Started from a scenario these come from it; started on its own, the target needs them.
+        if std::env::var_os("MC_TANGRT_LIB_DIR").is_none() {
+            cmd.env("MC_TANGRT_LIB_DIR", lib_dir(&emu_root()));
+        }
+        if std::env::var_os("TANG_EMU_DEVICES").is_none() {
+            cmd.env("TANG_EMU_DEVICES", "4");
+        }
+        let mut child = cmd.spawn().unwrap();
         let out = BufReader::new(child.stdout.take().unwrap());
         // Bound every wait on the target: kill it if the test has not finished in 120 s.
         let pid = child.id() as i32;
@@ -138,11 +148,32 @@ impl Peer {
     }
 }
 
+/// In a child started by `Peer::spawn`, the target itself. Run on its own, it checks the
+/// role: the target publishes a device buffer with a Tang IPC handle, verifies its bytes and
+/// reports a mismatch.
 #[test]
 fn target_role() {
     if std::env::var(CHILD_ENV).as_deref() == Ok("target_role") {
         target();
+        return;
     }
+    let mut peer = Peer::spawn(2);
+    let r = peer.buffer();
+    assert_eq!((r.length, r.location.as_str()), (LEN as u64, "cuda:2"));
+    assert_eq!(r.shm_path.len(), 128, "{}", r.shm_path);
+    assert!(
+        r.shm_path
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_uppercase()),
+        "{}",
+        r.shm_path
+    );
+    assert_eq!(peer.verify(0, LEN, 1), "ok");
+    assert!(
+        peer.verify(0, 64, 2).starts_with("bad "),
+        "a mismatch is reported"
+    );
+    peer.quit();
 }
 
 #[test]

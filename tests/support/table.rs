@@ -1,52 +1,24 @@
-//! Helpers for the emulator tests: everything goes through the C ABI (the plugin table from
-//! `sunrise_link_transport_plugin_get` and TENT's device plugin), device memory is allocated,
-//! filled and verified through the device plugin, and the emulator's control exports are
-//! reached by dlopen of the emulated runtime.
-//!
-//! Each scenario runs in a child process of the test binary (`scenario`), so emulator settings
-//! given by environment (device count, config file, faults) never leak between tests.
+//! A host that reaches the library through its plugin table, as TENT's C++ adapter does:
+//! device memory is allocated, filled and verified through the library's TENT device plugin,
+//! and each scenario runs in a child process of the test binary ([`scenario`]), so emulator
+//! settings given by environment (device count, config file, faults) never leak between tests.
 
-#![allow(dead_code)]
+pub use super::*;
+
+use sunrise_link::abi::device_plugin::*;
+use sunrise_link::abi::transport::*;
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use sunrise_link::abi::device_plugin::*;
-use sunrise_link::abi::transport::*;
-
+/// Names the scenario a child process runs.
 pub const CHILD_ENV: &str = "SUNRISE_LINK_TEST_SCENARIO";
 
-/// The emulated SDK root (`make emu` lays it out).
-pub fn emu_root() -> PathBuf {
-    let root = std::env::var_os("SUNRISE_LINK_EMU_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tangrt-emu"));
-    assert!(
-        lib_dir(&root).join("libtangrt_shared.so").exists(),
-        "emulated Tang runtime not found under {}; run `make emu` (or set SUNRISE_LINK_EMU_ROOT)",
-        root.display()
-    );
-    root
-}
-
-pub fn lib_dir(root: &Path) -> PathBuf {
-    root.join("lib/linux-x86_64")
-}
-
-/// The `-minimal` variant of the root (no optional symbols).
-pub fn minimal_root() -> PathBuf {
-    let r = emu_root();
-    let mut s = r.into_os_string();
-    s.push("-minimal");
-    PathBuf::from(s)
-}
-
 /// Runs `body` in a child process with `env` (plus MC_TANGRT_LIB_DIR pointing at the
-/// emulator unless given). The test passes iff the child exits 0.
+/// emulator unless given). The test passes iff the child ran the body and exited 0.
 pub fn scenario(name: &str, env: &[(&str, &str)], body: impl FnOnce()) {
     if std::env::var(CHILD_ENV).as_deref() == Ok(name) {
         body();
@@ -54,12 +26,17 @@ pub fn scenario(name: &str, env: &[(&str, &str)], body: impl FnOnce()) {
     }
     let root = emu_root();
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, name)
-        .env("MC_TANGRT_LIB_DIR", lib_dir(&root))
-        .env_remove("TANG_EMU_CONFIG")
-        .env_remove("TANG_EMU_FAULTS")
-        .env_remove("TANG_EMU_DEVICES");
+    cmd.args([
+        &test_path(name),
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(CHILD_ENV, name)
+    .env("MC_TANGRT_LIB_DIR", lib_dir(&root))
+    .env_remove("TANG_EMU_CONFIG")
+    .env_remove("TANG_EMU_FAULTS")
+    .env_remove("TANG_EMU_DEVICES");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -80,79 +57,6 @@ pub fn scenario(name: &str, env: &[(&str, &str)], body: impl FnOnce()) {
         text.contains("1 passed"),
         "scenario {name} did not run its body:\n{text}"
     );
-}
-
-// ------------------------------------------------------------------------------ emulator
-
-type FnCfg = unsafe extern "C" fn(*const c_char) -> c_int;
-type FnVoid = unsafe extern "C" fn();
-type FnCount = unsafe extern "C" fn(*const c_char) -> u64;
-type FnTotal = unsafe extern "C" fn() -> u64;
-type FnLive = unsafe extern "C" fn(*const c_char) -> i64;
-
-/// The emulator's control exports (`tang_emu.h`).
-pub struct Emu {
-    _lib: libloading::Library,
-    configure: FnCfg,
-    clear: FnVoid,
-    count: FnCount,
-    reset: FnVoid,
-    total: FnTotal,
-    live: FnLive,
-}
-
-impl Emu {
-    /// The emulator the library loads in this process (MC_TANGRT_LIB_DIR, set by `scenario`).
-    pub fn open() -> Emu {
-        let dir = std::env::var_os("MC_TANGRT_LIB_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| lib_dir(&emu_root()));
-        let path = dir.join("libtangrt_shared.so");
-        // SAFETY: the emulator, loaded at the same path as the library loads it (same handle).
-        unsafe {
-            let lib = libloading::Library::new(&path).unwrap();
-            let configure = *lib.get::<FnCfg>(b"tangEmuConfigure").unwrap();
-            let clear = *lib.get::<FnVoid>(b"tangEmuClearFaults").unwrap();
-            let count = *lib.get::<FnCount>(b"tangEmuCallCount").unwrap();
-            let reset = *lib.get::<FnVoid>(b"tangEmuResetCounters").unwrap();
-            let total = *lib.get::<FnTotal>(b"tangEmuTotalCalls").unwrap();
-            let live = *lib.get::<FnLive>(b"tangEmuLiveCount").unwrap();
-            Emu {
-                _lib: lib,
-                configure,
-                clear,
-                count,
-                reset,
-                total,
-                live,
-            }
-        }
-    }
-    pub fn configure(&self, toml: &str) {
-        let c = CString::new(toml).unwrap();
-        assert_eq!(
-            unsafe { (self.configure)(c.as_ptr()) },
-            0,
-            "tangEmuConfigure({toml})"
-        );
-    }
-    pub fn clear_faults(&self) {
-        unsafe { (self.clear)() }
-    }
-    pub fn calls(&self, f: &str) -> u64 {
-        let c = CString::new(f).unwrap();
-        unsafe { (self.count)(c.as_ptr()) }
-    }
-    pub fn reset_counters(&self) {
-        unsafe { (self.reset)() }
-    }
-    pub fn total_calls(&self) -> u64 {
-        unsafe { (self.total)() }
-    }
-    pub fn live(&self, kind: &str) -> i64 {
-        let c = CString::new(kind).unwrap();
-        unsafe { (self.live)(c.as_ptr()) }
-    }
 }
 
 // ------------------------------------------------------------------------------ device memory
@@ -229,12 +133,6 @@ pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-pub fn last_error() -> String {
-    unsafe { CStr::from_ptr(sunrise_link::abi::sunrise_link_last_error()) }
-        .to_string_lossy()
-        .into_owned()
-}
-
 // ------------------------------------------------------------------------------ transport
 
 /// What the test host knows about remote segments, and what it saw.
@@ -255,12 +153,6 @@ pub struct Remote {
     pub location: String,
     pub shm_path: String,
     pub machine_id: String,
-}
-
-fn put(dst: &mut [c_char], s: &str) {
-    for (i, b) in s.bytes().take(dst.len() - 1).enumerate() {
-        dst[i] = b as c_char;
-    }
 }
 
 unsafe extern "C" fn lookup(
@@ -284,11 +176,7 @@ unsafe extern "C" fn lookup(
         return sunrise_link::abi::SUNRISE_LINK_NEEDS_REFRESH_CACHE;
     };
     let o = &mut *out;
-    o.base = r.base;
-    o.length = r.length;
-    put(&mut o.location, &r.location);
-    put(&mut o.shm_path, &r.shm_path);
-    put(&mut o.machine_id, &r.machine_id);
+    answer_lookup(o, r.base, r.length, &r.location, &r.shm_path, &r.machine_id);
     0
 }
 
@@ -421,7 +309,7 @@ impl Xport {
     pub fn wait(&self, b: u64, id: u64) -> (i32, u64) {
         for _ in 0..20_000 {
             let s = self.status(b, id);
-            if s.0 != SUNRISE_LINK_TASK_PENDING && s.0 != SUNRISE_LINK_TASK_INITIAL {
+            if terminal(s.0) {
                 return s;
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -465,23 +353,6 @@ impl Drop for Xport {
         unsafe { (self.p.destroy.unwrap())(self.t) };
     }
 }
-
-pub fn req(op: u32, source: u64, target_id: u64, target: u64, len: u64) -> sunrise_link_request_t {
-    sunrise_link_request_t {
-        opcode: op,
-        reserved: 0,
-        source: source as *mut c_void,
-        target_id,
-        target_offset: target,
-        length: len,
-    }
-}
-
-pub const READ: u32 = SUNRISE_LINK_OP_READ;
-pub const WRITE: u32 = SUNRISE_LINK_OP_WRITE;
-pub const COMPLETED: i32 = SUNRISE_LINK_TASK_COMPLETED;
-pub const FAILED: i32 = SUNRISE_LINK_TASK_FAILED;
-pub const CANCELED: i32 = SUNRISE_LINK_TASK_CANCELED;
 
 /// A config JSON for the emulator with extra keys.
 pub fn cfg(extra: &str) -> String {
