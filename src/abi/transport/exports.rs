@@ -239,7 +239,6 @@ pub unsafe extern "C" fn sunrise_link_transfer_submit(
     })
 }
 
-
 /// Writes the status of task `task_id` (one atomic load; for a task whose asynchronous copy
 /// is in flight, also one query of its event). A task id at or beyond the sub-batch's size is
 /// InvalidArgument.
