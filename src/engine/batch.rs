@@ -133,6 +133,8 @@ pub struct SubBatch {
     pub progress_token: u64,
     /// Set when the host frees the sub-batch: its tasks are no longer notified.
     freed: AtomicBool,
+    /// Asynchronous runs of this sub-batch in flight.
+    runs: AtomicU32,
 }
 
 impl SubBatch {
@@ -143,7 +145,22 @@ impl SubBatch {
             reserved: AtomicUsize::new(0),
             progress_token,
             freed: AtomicBool::new(false),
+            runs: AtomicU32::new(0),
         }
+    }
+
+    /// Counts an asynchronous run of this sub-batch started (`+1`) or ended (`-1`).
+    pub(crate) fn count_run(&self, started: bool) {
+        if started {
+            self.runs.fetch_add(1, Ordering::AcqRel);
+        } else {
+            self.runs.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether an asynchronous run of this sub-batch is in flight.
+    pub fn has_runs(&self) -> bool {
+        self.runs.load(Ordering::Acquire) > 0
     }
 
     /// Whether the host has freed this sub-batch (its progress token may be gone).
@@ -160,6 +177,7 @@ impl SubBatch {
         self.reserved.store(0, Ordering::Release);
         self.progress_token = progress_token;
         *self.freed.get_mut() = false;
+        *self.runs.get_mut() = 0;
     }
 
     /// Number of tasks submitted so far (TENT's `SubBatch::size()`).

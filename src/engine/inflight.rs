@@ -203,6 +203,7 @@ impl Async {
         } else {
             MULTI_EVENT
         };
+        batch.count_run(true);
         let crowded = {
             let mut runs = lock(&self.runs);
             runs.insert(key(&batch, head), run);
@@ -296,6 +297,7 @@ impl Async {
     }
 
     fn end_run(&self, ends: Ends<'_>, run: Run, result: std::result::Result<(), String>) {
+        run.batch.count_run(false);
         for k in 1..run.len {
             // The other tasks of the run are finished with it.
             run.batch.slot(run.head + k).take_finish();

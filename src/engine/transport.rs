@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::tang::loader::TangLib;
 use crate::tang::{hex_upper, RtResult, Runtime, MEMORY_TYPE_DEVICE};
 use arc_swap::ArcSwapOption;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -42,6 +43,8 @@ pub struct Transport {
     /// Serialises install and uninstall.
     lifecycle: Mutex<()>,
     slab: Slab,
+    /// `max_sub_batch_size` of the installed config (the default when not installed).
+    batch_limit: AtomicU64,
 }
 
 fn not_installed() -> Error {
@@ -57,6 +60,7 @@ impl Transport {
             installed: ArcSwapOption::empty(),
             lifecycle: Mutex::new(()),
             slab: Slab::default(),
+            batch_limit: AtomicU64::new(Config::default().max_sub_batch_size),
         }
     }
 
@@ -91,6 +95,8 @@ impl Transport {
             "sunrise_link installed: {device_count} devices, {} linked device pairs",
             topo.links(),
         );
+        self.batch_limit
+            .store(cfg.max_sub_batch_size, Ordering::Relaxed);
         let ctx = Ctx::new(rt, self.host.clone(), cfg, device_count, topo);
         self.installed.store(Some(Arc::new(ctx)));
         Ok(())
@@ -109,6 +115,8 @@ impl Transport {
         let Some(ctx) = self.installed.swap(None) else {
             return Ok(());
         };
+        self.batch_limit
+            .store(Config::default().max_sub_batch_size, Ordering::Relaxed);
         let deadline = Instant::now() + QUIESCE_LIMIT;
         while Arc::strong_count(&ctx) > 1 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(200));
@@ -143,10 +151,7 @@ impl Transport {
 
     /// Allocates a sub-batch of capacity `max_size`.
     pub fn allocate(&self, max_size: u64, progress_token: u64) -> Result<u64> {
-        let limit = match &*self.installed.load() {
-            Some(ctx) => ctx.cfg.max_sub_batch_size,
-            None => Config::default().max_sub_batch_size,
-        };
+        let limit = self.batch_limit.load(Ordering::Relaxed);
         if max_size == 0 || max_size > limit {
             return Err(Error::invalid(format!(
                 "sub-batch size {max_size} out of range 1..={limit}"
@@ -159,8 +164,10 @@ impl Transport {
     /// can no longer be read.
     pub fn free(&self, handle: u64) -> Result<()> {
         let b = self.slab.free(handle)?;
-        if let Some(ctx) = &*self.installed.load() {
-            ctx.gpu.sweep(ctx.ends(), Some(&b));
+        if b.has_runs() {
+            if let Some(ctx) = &*self.installed.load() {
+                ctx.gpu.sweep(ctx.ends(), Some(&b));
+            }
         }
         Ok(())
     }
