@@ -36,8 +36,8 @@ pub struct Config {
     /// `port_striping_min_size` in bytes (upstream: 4 MiB, fixed).
     #[serde(deserialize_with = "key::port_striping_min_size")]
     pub port_striping_min_size: u64,
-    /// `worker_threads`: copy threads per transport; 0 (the default) = chosen at install by
-    /// [`Config::resolve_workers`]. Given explicitly it must be 1..=256.
+    /// `worker_threads`: accepted (1..=256) for configurations written for earlier versions,
+    /// which ran copies on threads of their own; this version starts none, so it has no effect.
     #[serde(deserialize_with = "key::worker_threads")]
     pub worker_threads: usize,
     /// `runtime_lib_dir`: directory holding `libtangrt_shared.so` and `libptml_shared.so`;
@@ -71,26 +71,6 @@ struct Document {
     #[serde(flatten)]
     unknown: BTreeMap<String, Value>,
 }
-
-impl Config {
-    /// The copy threads to start: `worker_threads` when set; otherwise one per CPU, between 1
-    /// and 4 (a copy thread mostly waits for the device), and at least `striping_lanes` when
-    /// striping is on, so every lane of a striped copy has a thread.
-    pub fn resolve_workers(&self, cpus: usize, striping_lanes: usize) -> usize {
-        if self.worker_threads > 0 {
-            return self.worker_threads;
-        }
-        let auto = cpus.clamp(1, 4);
-        if self.enable_port_striping {
-            auto.max(striping_lanes.min(MAX_AUTO_LANE_WORKERS))
-        } else {
-            auto
-        }
-    }
-}
-
-/// Most workers started automatically for striping lanes (PTLink has 10 ports).
-const MAX_AUTO_LANE_WORKERS: usize = 10;
 
 /// Parses a size: a plain non-negative integer counts in `plain_unit` bytes; a string is a
 /// number with an optional unit B, KiB, MiB, GiB (also K/KB, M/MB, G/GB, all binary).
@@ -310,20 +290,6 @@ mod tests {
                 .max_sub_batch_size,
             MAX_SUB_BATCH_LIMIT
         );
-    }
-
-    #[test]
-    fn workers_default_to_the_cpus_and_the_striping_lanes() {
-        let c = Config::default();
-        assert_eq!(c.resolve_workers(2, 4), 2, "one per CPU");
-        assert_eq!(c.resolve_workers(1, 4), 1);
-        assert_eq!(c.resolve_workers(64, 4), 4);
-        let s = parse(r#"{"enable_port_striping": true}"#).unwrap();
-        assert_eq!(s.resolve_workers(2, 4), 4, "one thread per lane");
-        assert_eq!(s.resolve_workers(2, 0), 2);
-        assert_eq!(s.resolve_workers(2, 99), 10);
-        let fixed = parse(r#"{"worker_threads": 3}"#).unwrap();
-        assert_eq!(fixed.resolve_workers(64, 10), 3, "an explicit value wins");
     }
 
     #[test]

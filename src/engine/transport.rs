@@ -71,6 +71,12 @@ impl Transport {
             return Err(Error::invalid("transport is already installed"));
         }
         let cfg = Config::load(config_json, &mut |m| log::warn!("{m}")).map_err(Error::invalid)?;
+        if cfg.worker_threads > 0 {
+            log::warn!(
+                "worker_threads = {} has no effect: copies run on the submitting thread",
+                cfg.worker_threads
+            );
+        }
         if !cfg.enable {
             log::info!("transports/sunrise_link/enable is false; installing anyway on request");
         }
