@@ -14,6 +14,7 @@
 #include <cstring>
 #include <mutex>
 #include <string>
+#include <typeinfo>
 #include <vector>
 
 #include "sunrise_link_loader.h"
@@ -101,15 +102,6 @@ bool listsSunriseLink(const BufferDesc& desc) {
 
 }  // namespace
 
-size_t SunriseLinkSubBatch::size() const {
-    uint64_t n = 0;
-    if (!owner || !owner->handle_ ||
-        owner->api_.sub_batch_size(owner->handle_, handle, &n) != SUNRISE_LINK_OK) {
-        return 0;
-    }
-    return static_cast<size_t>(n);
-}
-
 SunriseLinkTransport::SunriseLinkTransport() = default;
 
 SunriseLinkTransport::~SunriseLinkTransport() { uninstall(); }
@@ -155,9 +147,11 @@ Status SunriseLinkTransport::fromCode(int32_t rc, const std::string& what) const
 }
 
 SunriseLinkSubBatch* SunriseLinkTransport::checkedBatch(SubBatchRef batch) const {
-    auto* b = dynamic_cast<SunriseLinkSubBatch*>(batch);
-    if (!b || b->owner != this) return nullptr;
-    return b;
+    // An exact type check (cheaper than dynamic_cast on every request; nothing derives from
+    // SunriseLinkSubBatch), then the owner.
+    if (!batch || typeid(*batch) != typeid(SunriseLinkSubBatch)) return nullptr;
+    auto* b = static_cast<SunriseLinkSubBatch*>(batch);
+    return b->owner == this ? b : nullptr;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -230,11 +224,11 @@ void SunriseLinkTransport::logLine(void*, int32_t level, const char* msg) {
 }
 
 void SunriseLinkTransport::notifyProgress(void* user_data, uint64_t progress_token) {
-    auto* self = static_cast<SunriseLinkTransport*>(user_data);
-    if (!self) return;
-    std::shared_lock<std::shared_mutex> lock(self->progress_mutex_);
-    auto it = self->progress_table_.find(progress_token);
-    if (it != self->progress_table_.end()) it->second->notifyProgress();
+    // The token is the sub-batch's address; the library reports progress only inside our own
+    // calls and never after sub_batch_free has returned, so the object is alive.
+    if (!user_data || !progress_token) return;
+    reinterpret_cast<SunriseLinkSubBatch*>(static_cast<uintptr_t>(progress_token))
+        ->notifyProgress();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -365,10 +359,6 @@ Status SunriseLinkTransport::uninstall() {
     Status s = fromCode(rc, "uninstall");
     api_.destroy(handle_);
     handle_ = nullptr;
-    {
-        std::unique_lock<std::shared_mutex> lock(progress_mutex_);
-        progress_table_.clear();
-    }
     metadata_.reset();
     conf_.reset();
     caps = Capabilities{};
@@ -383,15 +373,11 @@ Status SunriseLinkTransport::allocateSubBatch(SubBatchRef& batch, size_t max_siz
         return Status::InvalidArgument("sunrise_link: not installed" LOC_MARK);
     }
     auto* b = new SunriseLinkSubBatch(this, max_size);
-    b->progress_token = next_progress_token_.fetch_add(1);
-    int32_t rc = api_.sub_batch_allocate(handle_, max_size, b->progress_token, &b->handle);
+    uint64_t token = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(b));
+    int32_t rc = api_.sub_batch_allocate(handle_, max_size, token, &b->handle);
     if (rc != SUNRISE_LINK_OK) {
         delete b;
         return fromCode(rc, "sub-batch allocate (" + std::to_string(max_size) + " tasks)");
-    }
-    {
-        std::unique_lock<std::shared_mutex> lock(progress_mutex_);
-        progress_table_[b->progress_token] = b;
     }
     batch = b;
     return Status::OK();
@@ -400,10 +386,6 @@ Status SunriseLinkTransport::allocateSubBatch(SubBatchRef& batch, size_t max_siz
 Status SunriseLinkTransport::freeSubBatch(SubBatchRef& batch) {
     auto* b = checkedBatch(batch);
     if (!b) return Status::InvalidArgument("sunrise_link: not a sunrise_link sub-batch");
-    {
-        std::unique_lock<std::shared_mutex> lock(progress_mutex_);
-        progress_table_.erase(b->progress_token);
-    }
     Status s = Status::OK();
     if (installed_.load()) s = fromCode(api_.sub_batch_free(handle_, b->handle), "sub-batch free");
     delete b;
@@ -428,7 +410,10 @@ Status SunriseLinkTransport::submitTransferTasks(SubBatchRef batch,
         q.length = r.length;
         reqs.push_back(q);
     }
-    return fromCode(api_.submit(handle_, b->handle, reqs.data(), reqs.size()), "submit");
+    int32_t rc = api_.submit(handle_, b->handle, reqs.data(), reqs.size());
+    if (rc != SUNRISE_LINK_OK) return fromCode(rc, "submit");
+    b->submitted.fetch_add(reqs.size(), std::memory_order_acq_rel);
+    return Status::OK();
 }
 
 Status SunriseLinkTransport::getTransferStatus(SubBatchRef batch, int task_id,

@@ -141,8 +141,14 @@ Status SunrisePlatform::copy(void* dst, void* src, size_t length) {
     return Status::OK();
 }
 
+bool SunrisePlatform::isDeviceMemory(void* addr) {
+    if (!addr || !devices()) return false;
+    sunrise_link_location_t loc;
+    return plugin_->query_location(plugin_ctx_, addr, 1, &loc, 1) > 0;
+}
+
 MemoryType SunrisePlatform::getMemoryType(void* addr) {
-    return deviceLocation(addr, 1).empty() ? MTYPE_CPU : MTYPE_CUDA;
+    return isDeviceMemory(addr) ? MTYPE_CUDA : MTYPE_CPU;
 }
 
 const std::vector<RangeLocation> SunrisePlatform::getLocation(void* start, size_t len,

@@ -50,6 +50,8 @@ class SunrisePlatform : public Platform {
     bool devices();
     // The device location ("cuda:N") of addr, or "" for host or unknown memory.
     std::string deviceLocation(void* addr, size_t len);
+    // Whether addr is Tang device memory (TENT asks for every request: no string is built).
+    bool isDeviceMemory(void* addr);
 
     std::shared_ptr<Config> conf;
     CpuPlatform host_;

@@ -12,9 +12,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <shared_mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "sunrise_link.h"
@@ -26,17 +24,19 @@ namespace tent {
 
 class SunriseLinkTransport;
 
-// A sub-batch: a handle into the library's sub-batch table. size() asks the library, so it
-// counts exactly the tasks the library accepted (TENT uses it as the next task id).
+// A sub-batch: a handle into the library's sub-batch table. size() counts the tasks the
+// library accepted (a submit the library refuses appends nothing); TENT uses it as the next
+// task id. Its address is the progress token the library reports back: the library never
+// reports progress for a sub-batch once sub_batch_free has returned.
 struct SunriseLinkSubBatch : public Transport::SubBatch {
     SunriseLinkSubBatch(const SunriseLinkTransport* owner, size_t max_size)
         : owner(owner), max_size(max_size) {}
-    size_t size() const override;
+    size_t size() const override { return submitted.load(std::memory_order_acquire); }
 
     const SunriseLinkTransport* owner;
     size_t max_size;
-    uint64_t handle = 0;          // the library's sub-batch handle (never 0 once allocated)
-    uint64_t progress_token = 0;  // key of this sub-batch in the owner's progress table
+    uint64_t handle = 0;  // the library's sub-batch handle (never 0 once allocated)
+    std::atomic<size_t> submitted{0};
 };
 
 class SunriseLinkTransport : public Transport {
@@ -105,6 +105,9 @@ class SunriseLinkTransport : public Transport {
     static void notifyProgress(void* user_data, uint64_t progress_token);
 
     Status fromCode(int32_t rc, const std::string& what) const;
+    Status fromCode(int32_t rc, const char* what) const {
+        return rc == SUNRISE_LINK_OK ? Status::OK() : fromCode(rc, std::string(what));
+    }
     SunriseLinkSubBatch* checkedBatch(SubBatchRef batch) const;
 
     sunrise_link_transport_plugin_t api_{};
@@ -115,12 +118,6 @@ class SunriseLinkTransport : public Transport {
     std::shared_ptr<Config> conf_;
     sunrise_link_capabilities_t lib_caps_{};
     std::atomic<bool> installed_{false};
-
-    // progress token -> sub-batch. The library may report progress for a sub-batch after
-    // TENT freed it (a task still finishing), so tokens are looked up, never dereferenced.
-    mutable std::shared_mutex progress_mutex_;
-    std::unordered_map<uint64_t, SunriseLinkSubBatch*> progress_table_;
-    std::atomic<uint64_t> next_progress_token_{1};
 };
 
 }  // namespace tent
