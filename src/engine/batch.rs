@@ -8,9 +8,10 @@
 //! small lock, so looking a handle up touches only that sub-batch's slot: threads working on
 //! different sub-batches share no lock and no written cache line.
 
+use super::spin::{SpinGuard, SpinLock};
 use super::{code, status, Error, Result};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 /// The task has not finished (or finishes inline).
 const CLAIM_OPEN: u8 = 0;
@@ -238,13 +239,17 @@ struct SlotInner {
     batch: Option<Arc<SubBatch>>,
 }
 
-type Slot = Mutex<SlotInner>;
+type Slot = SpinLock<SlotInner>;
 
 /// Generation-checked table of live sub-batches.
 pub struct Slab {
+    shared: Arc<SlabShared>,
+}
+
+struct SlabShared {
     chunks: Box<[OnceLock<Box<[Slot]>>]>,
-    /// Allocation bookkeeping (taken by allocate and free only).
-    alloc: Mutex<SlabAlloc>,
+    /// Allocation bookkeeping (allocate and free; each thread first uses its own cache).
+    alloc: SpinLock<SlabAlloc>,
     /// First generation of this table's slots, distinct per table, so a handle of another
     /// transport (same slot index, small generation) is foreign here, not someone's batch.
     seed: u32,
@@ -256,9 +261,11 @@ impl Default for Slab {
         // An odd multiplier spreads consecutive tables far apart in generation space.
         let n = TABLES.fetch_add(1, Ordering::Relaxed);
         Slab {
-            chunks: (0..CHUNKS).map(|_| OnceLock::new()).collect(),
-            alloc: Mutex::default(),
-            seed: n.wrapping_mul(0x9E37_79B9),
+            shared: Arc::new(SlabShared {
+                chunks: (0..CHUNKS).map(|_| OnceLock::new()).collect(),
+                alloc: SpinLock::default(),
+                seed: n.wrapping_mul(0x9E37_79B9),
+            }),
         }
     }
 }
@@ -268,6 +275,10 @@ impl Default for Slab {
 const SPARE_BATCHES: usize = 64;
 /// Largest sub-batch kept for reuse (tasks).
 const SPARE_MAX_TASKS: usize = 4096;
+/// Freed (slot, sub-batch) pairs a thread keeps for its next allocations, so a thread that
+/// allocates and frees sub-batches (TENT does, per batch) touches no lock shared with other
+/// threads.
+const THREAD_SPARES: usize = 4;
 
 #[derive(Default)]
 struct SlabAlloc {
@@ -275,7 +286,28 @@ struct SlabAlloc {
     used: usize,
     free: Vec<u32>,
     spare: Vec<Arc<SubBatch>>,
-    live: usize,
+}
+
+/// A freed slot and its sub-batch, kept by the thread that freed them.
+struct ThreadSpare {
+    table: std::sync::Weak<SlabShared>,
+    idx: u32,
+    /// None once taken back by an allocation.
+    batch: Option<Arc<SubBatch>>,
+}
+
+impl Drop for ThreadSpare {
+    fn drop(&mut self) {
+        // Back to the table's own lists (the thread exits, or the spare is evicted).
+        if let (Some(t), Some(b)) = (self.table.upgrade(), self.batch.take()) {
+            t.release(self.idx, b);
+        }
+    }
+}
+
+thread_local! {
+    static THREAD_CACHE: std::cell::RefCell<Vec<ThreadSpare>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 fn split(handle: u64) -> (usize, u32) {
@@ -285,18 +317,30 @@ fn split(handle: u64) -> (usize, u32) {
     )
 }
 
-impl Slab {
+/// Whether a freed sub-batch of `have` tasks suits a request for `want`: big enough, not more
+/// than 4× too big, and referred to by nobody else.
+fn fits(b: &Arc<SubBatch>, want: usize) -> bool {
+    let have = b.tasks.len();
+    have >= want && have <= want.saturating_mul(4).max(16) && Arc::strong_count(b) == 1
+}
+
+impl SlabShared {
     fn slot(&self, idx: usize) -> Option<&Slot> {
         self.chunks.get(idx / CHUNK)?.get()?.get(idx % CHUNK)
     }
 
-    fn lock(s: &Slot) -> std::sync::MutexGuard<'_, SlotInner> {
-        s.lock().unwrap_or_else(|e| e.into_inner())
+    /// Returns a freed slot and its sub-batch to the table's lists.
+    fn release(&self, idx: u32, b: Arc<SubBatch>) {
+        let mut g = self.alloc.lock();
+        g.free.push(idx);
+        if g.spare.len() < SPARE_BATCHES && b.tasks.len() <= SPARE_MAX_TASKS {
+            g.spare.push(b);
+        }
     }
 
-    /// Allocates a sub-batch and returns its handle (never 0).
-    pub fn allocate(&self, max_size: usize, progress_token: u64) -> Result<u64> {
-        let mut g = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
+    /// A free slot and a sub-batch from the table's lists.
+    fn take(&self, max_size: usize, progress_token: u64) -> Result<(usize, Arc<SubBatch>)> {
+        let mut g = self.alloc.lock();
         let idx = match g.free.pop() {
             Some(i) => i as usize,
             None if g.used < CHUNK * CHUNKS => {
@@ -304,7 +348,7 @@ impl Slab {
                 let chunk = self.chunks[i / CHUNK].get_or_init(|| {
                     (0..CHUNK)
                         .map(|_| {
-                            Mutex::new(SlotInner {
+                            SpinLock::new(SlotInner {
                                 generation: self.seed,
                                 batch: None,
                             })
@@ -322,28 +366,58 @@ impl Slab {
                 ))
             }
         };
-        // Reuse a freed sub-batch big enough, but not one more than 4× too big, and only one
-        // that no copy or poller refers to any more.
-        let reuse = g.spare.iter().position(|b| {
-            let have = b.tasks.len();
-            have >= max_size
-                && have <= max_size.saturating_mul(4).max(16)
-                && Arc::strong_count(b) == 1
-        });
-        let b = match reuse {
-            Some(i) => {
-                let mut b = g.spare.swap_remove(i);
-                match Arc::get_mut(&mut b) {
-                    Some(m) => {
-                        m.reset(max_size, progress_token);
-                        b
-                    }
-                    None => Arc::new(SubBatch::new(max_size, progress_token)),
-                }
-            }
+        let b = match g.spare.iter().position(|b| fits(b, max_size)) {
+            Some(i) => renew(g.spare.swap_remove(i), max_size, progress_token),
             None => Arc::new(SubBatch::new(max_size, progress_token)),
         };
-        g.live += 1;
+        Ok((idx, b))
+    }
+}
+
+/// A freed sub-batch made as good as new (a fresh one if somebody still holds it).
+fn renew(mut b: Arc<SubBatch>, max_size: usize, progress_token: u64) -> Arc<SubBatch> {
+    match Arc::get_mut(&mut b) {
+        Some(m) => {
+            m.reset(max_size, progress_token);
+            b
+        }
+        None => Arc::new(SubBatch::new(max_size, progress_token)),
+    }
+}
+
+impl Slab {
+    fn slot(&self, idx: usize) -> Option<&Slot> {
+        self.shared.slot(idx)
+    }
+
+    fn lock(s: &Slot) -> SpinGuard<'_, SlotInner> {
+        s.lock()
+    }
+
+    /// A slot and sub-batch this thread freed earlier in this table, if one fits.
+    fn thread_spare(&self, max_size: usize) -> Option<(usize, Arc<SubBatch>)> {
+        THREAD_CACHE
+            .try_with(|c| {
+                let mut c = c.try_borrow_mut().ok()?;
+                let i = c.iter().position(|e| {
+                    std::ptr::eq(e.table.as_ptr(), Arc::as_ptr(&self.shared))
+                        && e.batch.as_ref().is_some_and(|b| fits(b, max_size))
+                })?;
+                let mut e = c.swap_remove(i);
+                // Taken: its drop returns nothing to the table.
+                let batch = e.batch.take()?;
+                Some((e.idx as usize, batch))
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Allocates a sub-batch and returns its handle (never 0).
+    pub fn allocate(&self, max_size: usize, progress_token: u64) -> Result<u64> {
+        let (idx, b) = match self.thread_spare(max_size) {
+            Some((idx, b)) => (idx, renew(b, max_size, progress_token)),
+            None => self.shared.take(max_size, progress_token)?,
+        };
         let slot = self.slot(idx).expect("slot of an allocated chunk");
         let mut s = Self::lock(slot);
         s.generation = s.generation.wrapping_add(1).max(1);
@@ -387,19 +461,41 @@ impl Slab {
             b.freed.store(true, Ordering::Release);
             b
         };
-        let mut g = self.alloc.lock().unwrap_or_else(|e| e.into_inner());
-        g.free.push(idx as u32);
-        g.live -= 1;
-        // Kept for reuse; reused only once no copy or poller refers to it any more.
-        if g.spare.len() < SPARE_BATCHES && b.tasks.len() <= SPARE_MAX_TASKS {
-            g.spare.push(b.clone());
+        // Kept by this thread for its next allocation when small enough; else back to the
+        // table. Reused only once no copy or poller refers to it any more.
+        let keep = b.tasks.len() <= SPARE_MAX_TASKS
+            && THREAD_CACHE
+                .try_with(|c| {
+                    let Ok(mut c) = c.try_borrow_mut() else {
+                        return false;
+                    };
+                    if c.len() >= THREAD_SPARES {
+                        // The oldest goes back to its table (its drop does that).
+                        c.remove(0);
+                    }
+                    c.push(ThreadSpare {
+                        table: Arc::downgrade(&self.shared),
+                        idx: idx as u32,
+                        batch: Some(b.clone()),
+                    });
+                    true
+                })
+                .unwrap_or(false);
+        if !keep {
+            self.shared.release(idx as u32, b.clone());
         }
         Ok(b)
     }
 
     /// Number of live sub-batches.
     pub fn live(&self) -> usize {
-        self.alloc.lock().unwrap_or_else(|e| e.into_inner()).live
+        self.shared
+            .chunks
+            .iter()
+            .filter_map(|c| c.get())
+            .flat_map(|c| c.iter())
+            .filter(|s| s.lock().batch.is_some())
+            .count()
     }
 }
 
@@ -477,6 +573,42 @@ mod tests {
             assert_eq!(t.event(), 0, "task {i} has no event");
             assert!(!t.take_finish(), "task {i} has nothing in flight");
         }
+    }
+
+    #[test]
+    fn a_thread_reuses_what_it_freed_and_hands_it_back_when_it_exits() {
+        let s = Arc::new(Slab::default());
+        let a = s.allocate(8, 1).unwrap();
+        let pa = Arc::as_ptr(&s.get(a).unwrap());
+        s.free(a).unwrap();
+        let b = s.allocate(8, 2).unwrap();
+        assert_ne!(a, b, "a new handle");
+        assert!(s.get(a).is_err());
+        assert_eq!(
+            Arc::as_ptr(&s.get(b).unwrap()),
+            pa,
+            "the same memory, from this thread"
+        );
+        let s2 = s.clone();
+        let theirs = std::thread::spawn(move || {
+            let x = s2.allocate(8, 3).unwrap();
+            let p = Arc::as_ptr(&s2.get(x).unwrap()) as usize;
+            s2.free(x).unwrap();
+            p
+        })
+        .join()
+        .unwrap();
+        let c = s.allocate(8, 4).unwrap();
+        assert_eq!(
+            Arc::as_ptr(&s.get(c).unwrap()) as usize,
+            theirs,
+            "what an exited thread kept went back to the table"
+        );
+        for _ in 0..3 * THREAD_SPARES {
+            let h = s.allocate(8, 5).unwrap();
+            s.free(h).unwrap();
+        }
+        assert_eq!(s.live(), 2);
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub mod locate;
 pub mod outcome;
 pub mod registry;
 pub mod remote;
+pub mod snapshot;
+pub mod spin;
 pub mod stats;
 pub mod submit;
 pub mod topology;

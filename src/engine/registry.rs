@@ -7,8 +7,8 @@
 //! with any transport, memory allocated through the device plugin), which answers TENT's
 //! per-request "what memory is this" question without a runtime call.
 
-use arc_swap::ArcSwap;
-use std::sync::{Arc, Mutex, OnceLock};
+use super::snapshot::Snapshot;
+use std::sync::OnceLock;
 
 /// How far back a lookup walks when regions overlap (nested registrations).
 const OVERLAP_WALK: usize = 8;
@@ -69,18 +69,12 @@ fn remove(m: &mut Map, base: u64) -> Option<Region> {
 /// The registry of one transport instance.
 #[derive(Default)]
 pub struct Registry {
-    map: ArcSwap<Map>,
-    /// Serialises writers (readers never take it).
-    write: Mutex<()>,
+    map: Snapshot<Map>,
 }
 
 impl Registry {
     fn update<T>(&self, f: impl FnOnce(&mut Map) -> T) -> T {
-        let _g = self.write.lock().unwrap_or_else(|e| e.into_inner());
-        let mut next = Map::clone(&self.map.load());
-        let out = f(&mut next);
-        self.map.store(Arc::new(next));
-        out
+        self.map.update(f)
     }
 
     /// Adds (or replaces, at the same base) a region.
@@ -109,12 +103,12 @@ impl Registry {
 
     /// The region containing `[addr, addr + len)`.
     pub fn lookup(&self, addr: u64, len: u64) -> Option<Region> {
-        find(&self.map.load(), addr, len)
+        self.map.read(|m| find(m, addr, len))
     }
 
     /// Number of regions.
     pub fn len(&self) -> usize {
-        self.map.load().len()
+        self.map.read(|m| m.len())
     }
 
     /// Whether no region is registered.
@@ -142,18 +136,14 @@ struct Known {
 /// Sorted by (base, length).
 type KnownMap = Vec<Known>;
 
-static KNOWN: OnceLock<ArcSwap<KnownMap>> = OnceLock::new();
+static KNOWN: OnceLock<Snapshot<KnownMap>> = OnceLock::new();
 
-fn known() -> &'static ArcSwap<KnownMap> {
-    KNOWN.get_or_init(ArcSwap::default)
+fn known() -> &'static Snapshot<KnownMap> {
+    KNOWN.get_or_init(Snapshot::default)
 }
-static KNOWN_WRITE: Mutex<()> = Mutex::new(());
 
 fn known_update(f: impl FnOnce(&mut KnownMap)) {
-    let _g = KNOWN_WRITE.lock().unwrap_or_else(|e| e.into_inner());
-    let mut next = KnownMap::clone(&known().load());
-    f(&mut next);
-    known().store(Arc::new(next));
+    known().update(f)
 }
 
 fn known_add(r: &Region) {
@@ -203,14 +193,15 @@ pub fn known_device_remove(base: u64, length: u64) {
 /// no lock.
 pub fn known_device(addr: u64, len: u64) -> Option<i32> {
     let end = addr.checked_add(len.max(1))?;
-    let m = known().load();
-    let upto = m.partition_point(|k| k.base <= addr);
-    m[..upto]
-        .iter()
-        .rev()
-        .take(OVERLAP_WALK)
-        .find(|k| k.base.checked_add(k.length).is_some_and(|e| e >= end))
-        .map(|k| k.device)
+    known().read(|m| {
+        let upto = m.partition_point(|k| k.base <= addr);
+        m[..upto]
+            .iter()
+            .rev()
+            .take(OVERLAP_WALK)
+            .find(|k| k.base.checked_add(k.length).is_some_and(|e| e >= end))
+            .map(|k| k.device)
+    })
 }
 
 #[cfg(test)]

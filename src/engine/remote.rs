@@ -55,7 +55,7 @@ impl Drop for Mapping {
 }
 
 /// Every cached mapping, sorted by (segment, base).
-type Map = Vec<Arc<Mapping>>;
+pub type Map = Vec<Arc<Mapping>>;
 
 /// The cache. Lookups load the current map without a lock; the map is replaced
 /// copy-on-write when a mapping is opened or dropped (misses and invalidations only).
@@ -83,10 +83,20 @@ impl Default for RemoteCache {
 impl RemoteCache {
     /// The cached mapping holding `[addr, addr + len)` of segment `seg`.
     pub fn find(&self, seg: u64, addr: u64, len: u64) -> Option<Arc<Mapping>> {
-        let m = self.map.load();
-        let i = m.partition_point(|x| (x.segment, x.base) <= (seg, addr));
-        let mp = m[..i].last()?;
-        (mp.segment == seg && mp.contains(addr, len)).then(|| mp.clone())
+        Self::find_in(&self.map.load(), seg, addr, len).cloned()
+    }
+
+    /// The cache's current contents; the mappings in it stay open while this is held.
+    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Map>> {
+        self.map.load()
+    }
+
+    /// The mapping of `maps` (a [`RemoteCache::snapshot`]) holding `[addr, addr + len)` of
+    /// segment `seg`.
+    pub fn find_in(maps: &[Arc<Mapping>], seg: u64, addr: u64, len: u64) -> Option<&Arc<Mapping>> {
+        let i = maps.partition_point(|x| (x.segment, x.base) <= (seg, addr));
+        let mp = maps[..i].last()?;
+        (mp.segment == seg && mp.contains(addr, len)).then_some(mp)
     }
 
     /// Replaces the map with `f` applied to a copy of it (caller holds `open_lock`).

@@ -86,9 +86,10 @@ impl Default for Shard {
     }
 }
 
-/// Shards of the counters: each thread counts in its own (threads beyond this share), so
-/// threads copying side by side do not write the same cache lines.
-const SHARDS: usize = 16;
+/// Shards of the counters: each of the first `SHARDS - 1` threads of the process that count
+/// has a shard of its own, which only it writes (plain loads and stores, no locked
+/// instruction on the copy path); later threads share the last shard with atomic adds.
+const SHARDS: usize = 64;
 
 /// Live counters.
 pub struct Stats {
@@ -103,36 +104,57 @@ impl Default for Stats {
     }
 }
 
-fn shard_index() -> usize {
+/// This thread's shard, and whether it is this thread's alone.
+fn shard_index() -> (usize, bool) {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
-        static INDEX: usize = NEXT.fetch_add(1, Relaxed) % SHARDS;
+        static INDEX: usize = NEXT.fetch_add(1, Relaxed).min(SHARDS - 1);
     }
-    INDEX.try_with(|i| *i).unwrap_or(0)
+    let i = INDEX.try_with(|i| *i).unwrap_or(SHARDS - 1);
+    (i, i < SHARDS - 1)
+}
+
+/// Adds `v`: a plain load and store where only this thread writes `a`.
+fn add(a: &AtomicU64, v: u64, mine: bool) {
+    if mine {
+        a.store(a.load(Relaxed).wrapping_add(v), Relaxed);
+    } else {
+        a.fetch_add(v, Relaxed);
+    }
 }
 
 impl Stats {
-    fn shard(&self) -> &Shard {
-        &self.shards[shard_index()]
+    fn shard(&self) -> (&Shard, bool) {
+        let (i, mine) = shard_index();
+        (&self.shards[i], mine)
     }
 
     /// Records `n` finished requests of one path that moved `bytes` in all (failures when
     /// `!ok`), each with latency `latency_ns`.
     pub fn record_n(&self, path: Path, n: u64, bytes: u64, ok: bool, latency_ns: u64) {
-        let s = self.shard();
+        let (s, mine) = self.shard();
         let p = &s.paths[path as usize];
-        p.requests.fetch_add(n, Relaxed);
+        add(&p.requests, n, mine);
         if ok {
-            p.bytes.fetch_add(bytes, Relaxed);
+            add(&p.bytes, bytes, mine);
         } else {
-            p.failures.fetch_add(n, Relaxed);
+            add(&p.failures, n, mine);
         }
-        s.lat_count.fetch_add(n, Relaxed);
-        s.lat_min.fetch_min(latency_ns, Relaxed);
-        s.lat_max.fetch_max(latency_ns, Relaxed);
-        s.lat_sum.fetch_add(latency_ns.saturating_mul(n), Relaxed);
+        add(&s.lat_count, n, mine);
+        if mine {
+            if latency_ns < s.lat_min.load(Relaxed) {
+                s.lat_min.store(latency_ns, Relaxed);
+            }
+            if latency_ns > s.lat_max.load(Relaxed) {
+                s.lat_max.store(latency_ns, Relaxed);
+            }
+        } else {
+            s.lat_min.fetch_min(latency_ns, Relaxed);
+            s.lat_max.fetch_max(latency_ns, Relaxed);
+        }
+        add(&s.lat_sum, latency_ns.saturating_mul(n), mine);
         let b = (63 - latency_ns.max(1).leading_zeros() as usize).min(LATENCY_BUCKETS - 1);
-        s.buckets[b].fetch_add(n, Relaxed);
+        add(&s.buckets[b], n, mine);
     }
 
     /// Records one finished request.
@@ -142,12 +164,14 @@ impl Stats {
 
     /// Counts `n` requests to a remote segment.
     pub fn count_ipc(&self, n: u64) {
-        self.shard().ipc.fetch_add(n, Relaxed);
+        let (s, mine) = self.shard();
+        add(&s.ipc, n, mine);
     }
 
     /// Counts `n` requests copied asynchronously.
     pub fn count_async(&self, n: u64) {
-        self.shard().asyncs.fetch_add(n, Relaxed);
+        let (s, mine) = self.shard();
+        add(&s.asyncs, n, mine);
     }
 
     /// Sums the shards.

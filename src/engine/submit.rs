@@ -12,7 +12,7 @@ use super::copy::{copy, Done, Failure, Tasks};
 use super::device::DeviceGuard;
 use super::locate::{locate, Local, Mem};
 use super::registry::Region;
-use super::remote::Mapping;
+use super::remote::{Mapping, RemoteCache};
 use super::stats::Path;
 use super::{Error, Request, Result, LOCAL_SEGMENT_ID, OP_READ, OP_WRITE};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -24,23 +24,41 @@ pub const MERGE_LIMIT: u64 = 64 << 20;
 /// Most requests merged into one copy.
 const MERGE_MAX_TASKS: usize = 1024;
 
+/// A remote mapping as one submit holds it: borrowed from the cache's current contents
+/// (which the submit keeps loaded, so the mapping stays open meanwhile), or owned when the
+/// submit opened it.
+#[derive(Clone)]
+enum MapRef<'m> {
+    Cached(&'m Arc<Mapping>),
+    Opened(Arc<Mapping>),
+}
+
+impl MapRef<'_> {
+    fn get(&self) -> &Arc<Mapping> {
+        match self {
+            MapRef::Cached(m) => m,
+            MapRef::Opened(m) => m,
+        }
+    }
+}
+
 /// Where the target side of a request lives.
 #[derive(Clone)]
-enum Target {
+enum Target<'m> {
     /// Local memory (`LOCAL_SEGMENT_ID`), and the registered buffer holding it, if any.
     Local(Option<Region>),
     /// A peer's buffer, through its IPC mapping.
-    Remote(Arc<Mapping>),
+    Remote(MapRef<'m>),
 }
 
 /// One request (or a run of merged requests), located.
 #[derive(Clone)]
-struct Plan {
+struct Plan<'m> {
     src: Mem,
     dst: Mem,
     /// The registered buffer holding the local side, if any.
     local: Option<Region>,
-    target: Target,
+    target: Target<'m>,
 }
 
 fn shift(m: Mem, by: u64) -> Mem {
@@ -54,16 +72,16 @@ fn shift(m: Mem, by: u64) -> Mem {
     }
 }
 
-impl Plan {
+impl<'m> Plan<'m> {
     fn keep(&self) -> Option<&Arc<Mapping>> {
         match &self.target {
-            Target::Remote(m) => Some(m),
+            Target::Remote(m) => Some(m.get()),
             Target::Local(_) => None,
         }
     }
 
     /// The same copy, `by` bytes further on both sides.
-    fn shifted(&self, by: u64) -> Plan {
+    fn shifted(&self, by: u64) -> Plan<'m> {
         Plan {
             src: shift(self.src, by),
             dst: shift(self.dst, by),
@@ -84,7 +102,7 @@ impl Plan {
                 .local
                 .is_some_and(|r| r.holds(next.source, next.length))
             && match &self.target {
-                Target::Remote(m) => m.contains(next.target_offset, next.length),
+                Target::Remote(m) => m.get().contains(next.target_offset, next.length),
                 Target::Local(Some(r)) => r.holds(next.target_offset, next.length),
                 Target::Local(None) => false,
             }
@@ -94,8 +112,8 @@ impl Plan {
 /// Per-submit memory of the last buffers used, so requests to the same buffers look the
 /// registry and the remote cache up once per submit.
 #[derive(Default)]
-struct Memo {
-    mapping: Option<Arc<Mapping>>,
+struct Memo<'m> {
+    mapping: Option<MapRef<'m>>,
     /// Last registered buffers hit (local side, local target side).
     regions: [Option<Region>; 2],
 }
@@ -119,13 +137,14 @@ fn locate_memo(
     Ok(l)
 }
 
-fn plan(
+fn plan<'m>(
     ctx: &Ctx,
     dg: &mut DeviceGuard<'_>,
-    memo: &mut Memo,
+    maps: &'m [Arc<Mapping>],
+    memo: &mut Memo<'m>,
     req: &Request,
     refresh: bool,
-) -> std::result::Result<Option<Plan>, Failure> {
+) -> std::result::Result<Option<Plan<'m>>, Failure> {
     let un = |e: Error| (Path::Unrouted, e);
     if req.opcode != OP_READ && req.opcode != OP_WRITE {
         return Err(un(Error::invalid(format!("unknown opcode {}", req.opcode))));
@@ -150,12 +169,17 @@ fn plan(
         (t.mem, Target::Local(t.region))
     } else {
         ctx.stats.count_ipc(1);
+        let seg = req.target_id;
         let hit = memo
             .mapping
             .as_ref()
-            .filter(|m| !refresh && m.segment == req.target_id)
-            .filter(|m| m.contains(req.target_offset, req.length))
-            .cloned();
+            .filter(|m| !refresh && m.get().segment == seg)
+            .filter(|m| m.get().contains(req.target_offset, req.length))
+            .cloned()
+            .or_else(|| {
+                let found = RemoteCache::find_in(maps, seg, req.target_offset, req.length);
+                found.filter(|_| !refresh).map(MapRef::Cached)
+            });
         let m = match hit {
             Some(m) => m,
             None => {
@@ -172,13 +196,13 @@ fn plan(
                         refresh,
                     )
                     .map_err(un)?;
-                memo.mapping = Some(m.clone());
-                m
+                MapRef::Opened(m)
             }
         };
+        memo.mapping = Some(m.clone());
         let mem = Mem::Device {
-            dev: m.device,
-            addr: m.translate(req.target_offset),
+            dev: m.get().device,
+            addr: m.get().translate(req.target_offset),
             bounded: true,
         };
         (mem, Target::Remote(m))
@@ -210,13 +234,16 @@ pub fn run(
     let mut cur = 0; // first request of the copy under way
     let r = catch_unwind(AssertUnwindSafe(|| {
         let mut dg = DeviceGuard::new(ctx.rt.as_ref());
+        // The remote cache as it is now, kept for this submit: the mappings in it stay open
+        // while the copies through them run.
+        let maps = ctx.remote.snapshot();
         let mut memo = Memo::default();
         let mut lens = [0u64; 64];
         while next < count {
             let i = next;
             cur = i;
             let head = req(i);
-            let p = match plan(ctx, &mut dg, &mut memo, &head, false) {
+            let p = match plan(ctx, &mut dg, &maps, &mut memo, &head, false) {
                 Ok(Some(p)) => p,
                 Ok(None) => {
                     next += 1;
@@ -258,7 +285,9 @@ pub fn run(
                 lens: &lens[..n],
                 start,
             };
-            match execute(ctx, &mut dg, &mut memo, &tasks, &head, &p, total, async_ok) {
+            match execute(
+                ctx, &mut dg, &maps, &mut memo, &tasks, &head, &p, total, async_ok,
+            ) {
                 Ok(Done::Now(path)) => {
                     ctx.ends()
                         .complete(batch, first + i, &lens[..n], path, start)
@@ -277,7 +306,9 @@ pub fn run(
                         };
                         let pk = p.shifted(off);
                         let r = &req(i + k);
-                        match execute(ctx, &mut dg, &mut memo, &one, r, &pk, r.length, async_ok) {
+                        match execute(
+                            ctx, &mut dg, &maps, &mut memo, &one, r, &pk, r.length, async_ok,
+                        ) {
                             Ok(Done::Now(path)) => ctx.ends().complete(
                                 batch,
                                 first + i + k,
@@ -322,10 +353,11 @@ pub fn run(
 /// One copy; through a remote mapping that fails, once more after the host refreshed the
 /// peer's buffer and it came back with a new handle (the peer re-registered).
 #[allow(clippy::too_many_arguments)]
-fn execute(
+fn execute<'m>(
     ctx: &Ctx,
     dg: &mut DeviceGuard<'_>,
-    memo: &mut Memo,
+    maps: &'m [Arc<Mapping>],
+    memo: &mut Memo<'m>,
     tasks: &Tasks<'_>,
     req: &Request,
     p: &Plan,
@@ -339,7 +371,7 @@ fn execute(
     let Some(old) = p.keep() else {
         return Err(first);
     };
-    let fresh = match plan(ctx, dg, memo, req, true) {
+    let fresh = match plan(ctx, dg, maps, memo, req, true) {
         Ok(Some(q)) => q,
         Ok(None) => return Err(first),
         Err((_, e)) => {
