@@ -299,7 +299,8 @@ typedef struct sunrise_link_stats_t {
   uint64_t ipc_requests;
   // Requests run asynchronously (length >= async_memcpy_threshold).
   uint64_t async_requests;
-  // Submit-to-completion latency of finished requests.
+  // Submit-to-completion latency of sampled requests: those of every 16th submit on each
+  // thread (`latency_count` counts them).
   uint64_t latency_count;
   uint64_t latency_min_ns;
   uint64_t latency_max_ns;

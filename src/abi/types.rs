@@ -146,7 +146,8 @@ pub struct sunrise_link_stats_t {
     pub ipc_requests: u64,
     /// Requests run asynchronously (length >= async_memcpy_threshold).
     pub async_requests: u64,
-    /// Submit-to-completion latency of finished requests.
+    /// Submit-to-completion latency of sampled requests: those of every 16th submit on each
+    /// thread (`latency_count` counts them).
     pub latency_count: u64,
     pub latency_min_ns: u64,
     pub latency_max_ns: u64,

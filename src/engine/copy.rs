@@ -36,7 +36,8 @@ pub struct Tasks<'a> {
     pub batch: &'a Arc<SubBatch>,
     pub head: usize,
     pub lens: &'a [u64],
-    pub start: Instant,
+    /// When the submit began, if its latency is sampled.
+    pub start: Option<Instant>,
 }
 
 /// One copy of `len` bytes from `src` to `dst`; `async_ok` when it may be issued

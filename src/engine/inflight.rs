@@ -40,7 +40,8 @@ pub struct Run {
     pub events: [(Handle, Handle); MAX_EVENTS],
     pub n_events: usize,
     pub path: Path,
-    pub start: Instant,
+    /// When the run was submitted, if its latency is sampled.
+    pub start: Option<Instant>,
     /// The remote mapping the copy goes through, kept open until the copy has run.
     pub keep: Option<Arc<Mapping>>,
 }

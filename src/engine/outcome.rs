@@ -28,9 +28,9 @@ impl Ends<'_> {
         head: usize,
         lens: &[u64],
         path: Path,
-        start: Instant,
+        start: Option<Instant>,
     ) {
-        let latency = start.elapsed().as_nanos() as u64;
+        let latency = start.map(|s| s.elapsed().as_nanos() as u64);
         let mut bytes = 0u64;
         for (k, &len) in lens.iter().enumerate() {
             batch.slot(head + k).complete(len);
@@ -46,11 +46,18 @@ impl Ends<'_> {
     }
 
     /// Fails task `idx` with `msg`.
-    pub fn fail(&self, batch: &SubBatch, idx: usize, path: Path, msg: String, start: Instant) {
+    pub fn fail(
+        &self,
+        batch: &SubBatch,
+        idx: usize,
+        path: Path,
+        msg: String,
+        start: Option<Instant>,
+    ) {
         log_failure(idx, &msg);
         batch.slot(idx).fail(msg);
         self.stats
-            .record(path, 0, false, start.elapsed().as_nanos() as u64);
+            .record(path, 0, false, start.map(|s| s.elapsed().as_nanos() as u64));
         if !batch.is_freed() {
             self.host.notify_progress(batch.progress_token);
         }

@@ -130,8 +130,8 @@ impl Stats {
     }
 
     /// Records `n` finished requests of one path that moved `bytes` in all (failures when
-    /// `!ok`), each with latency `latency_ns`.
-    pub fn record_n(&self, path: Path, n: u64, bytes: u64, ok: bool, latency_ns: u64) {
+    /// `!ok`); with a latency, also `n` samples of it in the latency summary.
+    pub fn record_n(&self, path: Path, n: u64, bytes: u64, ok: bool, latency_ns: Option<u64>) {
         let (s, mine) = self.shard();
         let p = &s.paths[path as usize];
         add(&p.requests, n, mine);
@@ -140,6 +140,9 @@ impl Stats {
         } else {
             add(&p.failures, n, mine);
         }
+        let Some(latency_ns) = latency_ns else {
+            return;
+        };
         add(&s.lat_count, n, mine);
         if mine {
             if latency_ns < s.lat_min.load(Relaxed) {
@@ -158,7 +161,7 @@ impl Stats {
     }
 
     /// Records one finished request.
-    pub fn record(&self, path: Path, bytes: u64, ok: bool, latency_ns: u64) {
+    pub fn record(&self, path: Path, bytes: u64, ok: bool, latency_ns: Option<u64>) {
         self.record_n(path, 1, bytes, ok, latency_ns);
     }
 
@@ -207,12 +210,17 @@ mod tests {
     fn records_and_snapshots() {
         let s = Stats::default();
         assert_eq!(s.snapshot().latency_min_ns, 0);
-        s.record(Path::Peer, 100, true, 1000);
-        s.record(Path::Peer, 50, false, 3);
-        s.record(Path::SameDevice, 7, true, 0);
+        s.record(Path::Peer, 100, true, Some(1000));
+        s.record(Path::Peer, 50, false, Some(3));
+        s.record(Path::SameDevice, 7, true, Some(0));
+        s.record(Path::SameDevice, 1, true, None);
         let n = s.snapshot();
         assert_eq!(n.paths[Path::Peer as usize], (2, 100, 1));
-        assert_eq!(n.paths[Path::SameDevice as usize], (1, 7, 0));
+        assert_eq!(
+            n.paths[Path::SameDevice as usize],
+            (2, 8, 0),
+            "counted without a sample"
+        );
         assert_eq!(n.latency_count, 3);
         assert_eq!(
             (n.latency_min_ns, n.latency_max_ns, n.latency_sum_ns),
@@ -221,9 +229,9 @@ mod tests {
         assert_eq!(n.latency_buckets[9], 1); // 1000 ns in [512, 1024)
         assert_eq!(n.latency_buckets[1], 1); // 3 ns
         assert_eq!(n.latency_buckets[0], 1);
-        s.record_n(Path::Striped, 4, 400, true, 10);
+        s.record_n(Path::Striped, 4, 400, true, Some(10));
         let m = std::thread::spawn(move || {
-            s.record(Path::Striped, 1, false, 5000);
+            s.record(Path::Striped, 1, false, Some(5000));
             s.snapshot()
         })
         .join()
