@@ -355,6 +355,7 @@ Status SunriseLinkTransport::install(std::string& local_segment_name,
 
 Status SunriseLinkTransport::uninstall() {
     if (!installed_.exchange(false)) return Status::OK();
+    drainPool();
     int32_t rc = api_.uninstall(handle_);
     Status s = fromCode(rc, "uninstall");
     api_.destroy(handle_);
@@ -368,9 +369,55 @@ Status SunriseLinkTransport::uninstall() {
 // ---------------------------------------------------------------------------------------
 // Sub-batches, submit, poll, cancel
 
+SunriseLinkSubBatch* SunriseLinkTransport::takePooled() {
+    SunriseLinkSubBatch* b = nullptr;
+    while (pool_lock_.test_and_set(std::memory_order_acquire)) {
+    }
+    if (!pool_.empty()) {
+        b = pool_.back();
+        pool_.pop_back();
+    }
+    pool_lock_.clear(std::memory_order_release);
+    return b;
+}
+
+bool SunriseLinkTransport::pool(SunriseLinkSubBatch* b) {
+    bool kept = false;
+    while (pool_lock_.test_and_set(std::memory_order_acquire)) {
+    }
+    if (pool_.size() < kPooledSubBatches) {
+        pool_.push_back(b);
+        kept = true;
+    }
+    pool_lock_.clear(std::memory_order_release);
+    return kept;
+}
+
+void SunriseLinkTransport::drainPool() {
+    for (SunriseLinkSubBatch* b = takePooled(); b; b = takePooled()) {
+        if (handle_) api_.sub_batch_free(handle_, b->handle);
+        delete b;
+    }
+}
+
 Status SunriseLinkTransport::allocateSubBatch(SubBatchRef& batch, size_t max_size) {
     if (!installed_.load()) {
         return Status::InvalidArgument("sunrise_link: not installed" LOC_MARK);
+    }
+    if (SunriseLinkSubBatch* p = api_.sub_batch_recycle ? takePooled() : nullptr) {
+        uint64_t renewed = 0;
+        uint64_t token = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p));
+        if (api_.sub_batch_recycle(handle_, p->handle, max_size, token, &renewed) ==
+            SUNRISE_LINK_OK) {
+            p->handle = renewed;
+            p->max_size = max_size;
+            p->submitted.store(0, std::memory_order_relaxed);
+            batch = p;
+            return Status::OK();
+        }
+        // Refused (e.g. a size out of range): the old one is still live.
+        api_.sub_batch_free(handle_, p->handle);
+        delete p;
     }
     auto* b = new SunriseLinkSubBatch(this, max_size);
     uint64_t token = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(b));
@@ -386,6 +433,18 @@ Status SunriseLinkTransport::allocateSubBatch(SubBatchRef& batch, size_t max_siz
 Status SunriseLinkTransport::freeSubBatch(SubBatchRef& batch) {
     auto* b = checkedBatch(batch);
     if (!b) return Status::InvalidArgument("sunrise_link: not a sunrise_link sub-batch");
+    if (installed_.load() && api_.sub_batch_recycle) {
+        // Kept for the next allocation as a fresh TENT sub-batch: nothing of this one's
+        // progress reporting is kept.
+        b->notify_progress = nullptr;
+        b->progress_batch_id = 0;
+        b->device_mask = ~0ULL;
+        b->qp_pool.clear();
+        if (pool(b)) {
+            batch = nullptr;
+            return Status::OK();
+        }
+    }
     Status s = Status::OK();
     if (installed_.load()) s = fromCode(api_.sub_batch_free(handle_, b->handle), "sub-batch free");
     delete b;

@@ -110,7 +110,9 @@ Status SunrisePlatform::probe(std::vector<Topology::NicEntry>& nic_list,
 
 Status SunrisePlatform::allocate(void** pptr, size_t size, MemoryOptions& options) {
     if (!sunrise_link_cpp::isDeviceLocation(options.location)) {
-        return host_.allocate(pptr, size, options);
+        Status s = host_.allocate(pptr, size, options);
+        if (s.ok()) remember(*pptr, size, false);
+        return s;
     }
     if (!devices()) {
         return Status::DeviceNotFound("Sunrise platform: cannot allocate at " +
@@ -120,11 +122,13 @@ Status SunrisePlatform::allocate(void** pptr, size_t size, MemoryOptions& option
         return Status::CudaError("Sunrise platform: allocating " + std::to_string(size) +
                                  " bytes at " + options.location + " failed");
     }
+    remember(*pptr, size, true);
     return Status::OK();
 }
 
 Status SunrisePlatform::free(void* ptr, size_t size) {
     if (!ptr) return Status::OK();
+    forget(ptr);
     if (deviceLocation(ptr, size).empty()) return host_.free(ptr, size);
     if (plugin_->free(plugin_ctx_, ptr, size) != 0) {
         return Status::CudaError("Sunrise platform: freeing device memory failed");
@@ -141,8 +145,54 @@ Status SunrisePlatform::copy(void* dst, void* src, size_t length) {
     return Status::OK();
 }
 
+namespace {
+// A thread's last answer from the allocation table.
+struct LastAnswer {
+    const void* platform = nullptr;
+    uint64_t generation = 0;
+    uintptr_t start = 0;
+    uintptr_t end = 0;
+    bool device = false;
+};
+thread_local LastAnswer t_last;
+// Bumped whenever a platform forgets an allocation: thread-local answers older than it are
+// not used (one counter for every platform object, so a new object at an old one's address
+// cannot match an old answer).
+std::atomic<uint64_t> g_generation{1};
+}  // namespace
+
+void SunrisePlatform::remember(void* ptr, size_t size, bool device) {
+    if (!ptr || size == 0) return;
+    auto start = reinterpret_cast<uintptr_t>(ptr);
+    std::unique_lock<std::shared_mutex> lock(allocations_mutex_);
+    allocations_[start] = Allocation{start + size, device};
+}
+
+void SunrisePlatform::forget(void* ptr) {
+    std::unique_lock<std::shared_mutex> lock(allocations_mutex_);
+    if (allocations_.erase(reinterpret_cast<uintptr_t>(ptr)) > 0) {
+        g_generation.fetch_add(1, std::memory_order_acq_rel);
+    }
+}
+
 bool SunrisePlatform::isDeviceMemory(void* addr) {
-    if (!addr || !devices()) return false;
+    if (!addr) return false;
+    auto a = reinterpret_cast<uintptr_t>(addr);
+    uint64_t generation = g_generation.load(std::memory_order_acquire);
+    if (t_last.platform == this && t_last.generation == generation && a >= t_last.start &&
+        a < t_last.end) {
+        return t_last.device;
+    }
+    {
+        std::shared_lock<std::shared_mutex> lock(allocations_mutex_);
+        auto it = allocations_.upper_bound(a);
+        if (it != allocations_.begin() && a < std::prev(it)->second.end) {
+            --it;
+            t_last = LastAnswer{this, generation, it->first, it->second.end, it->second.device};
+            return it->second.device;
+        }
+    }
+    if (!devices()) return false;
     sunrise_link_location_t loc;
     return plugin_->query_location(plugin_ctx_, addr, 1, &loc, 1) > 0;
 }

@@ -388,6 +388,13 @@ typedef struct sunrise_link_transport_plugin_t {
   sunrise_link_notification_send_fn notification_send;
   // NULL: notifications are not implemented.
   sunrise_link_notification_receive_fn notification_receive;
+  // `sunrise_link_sub_batch_recycle` (appended after the first release: check for it with
+  // `SUNRISE_LINK_CHECK_OP`).
+  int32_t (*sub_batch_recycle)(struct sunrise_link_transport_t*,
+                               uint64_t,
+                               uint64_t,
+                               uint64_t,
+                               uint64_t*);
 } sunrise_link_transport_plugin_t;
 
 #ifdef __cplusplus
@@ -467,6 +474,20 @@ int32_t sunrise_link_sub_batch_allocate(struct sunrise_link_transport_t *t,
 // # Safety
 // `t` is a live handle.
 int32_t sunrise_link_sub_batch_free(struct sunrise_link_transport_t *t, uint64_t sub_batch);
+
+// Frees `sub_batch` and allocates a sub-batch of `max_size` tasks with `progress_token` in its
+// place, writing the new handle to `*out`; the old handle is stale afterwards. The same as
+// `sub_batch_free` then `sub_batch_allocate`, but it reuses the sub-batch's slot and memory
+// when it can, so a host that allocates a sub-batch per batch pays less. A handle that is not
+// live or a size out of range is InvalidArgument and changes nothing.
+//
+// # Safety
+// `t` is a live handle; `out` is writable.
+int32_t sunrise_link_sub_batch_recycle(struct sunrise_link_transport_t *t,
+                                       uint64_t sub_batch,
+                                       uint64_t max_size,
+                                       uint64_t progress_token,
+                                       uint64_t *out);
 
 // Writes the number of tasks submitted so far (TENT `SubBatch::size()`, the next task id).
 //

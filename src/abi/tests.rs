@@ -106,6 +106,10 @@ fn every_export_runs_inside_the_boundary() {
                 Box::new(move || sunrise_link_sub_batch_free(t, 1) == E),
             ),
             (
+                "sunrise_link_sub_batch_recycle",
+                Box::new(move || sunrise_link_sub_batch_recycle(t, 1, 1, 0, null_mut()) == E),
+            ),
+            (
                 "sunrise_link_sub_batch_size",
                 Box::new(move || sunrise_link_sub_batch_size(t, 1, null_mut()) == E),
             ),
@@ -351,7 +355,7 @@ fn layouts() {
     );
     assert_eq!(size_of::<sunrise_link_capabilities_t>(), 8);
     assert_eq!(size_of::<sunrise_link_stats_t>(), (8 * 3 + 6 + 40) * 8);
-    assert_eq!(size_of::<sunrise_link_transport_plugin_t>(), 8 + 22 * 8);
+    assert_eq!(size_of::<sunrise_link_transport_plugin_t>(), 8 + 23 * 8);
     assert_eq!(size_of::<sunrise_link_device_plugin_t>(), 72);
     assert_eq!(size_of::<sunrise_link_location_t>(), 48);
 }

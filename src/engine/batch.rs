@@ -448,6 +448,30 @@ impl Slab {
         self.with(handle, |b| Ok(b.clone()))
     }
 
+    /// Frees `handle` and allocates a sub-batch of `max_size` in its place, reusing its slot
+    /// and memory when nothing else refers to them (else as `free` then `allocate`). Returns
+    /// the new handle; the old one is stale. A handle that is not live changes nothing.
+    pub fn recycle(&self, handle: u64, max_size: usize, progress_token: u64) -> Result<u64> {
+        let (idx, gen) = split(handle);
+        let slot = self.slot(idx).ok_or_else(|| Self::not_live(handle))?;
+        {
+            let mut s = Self::lock(slot);
+            if s.generation != gen || s.batch.is_none() {
+                return Err(Self::not_live(handle));
+            }
+            let fits_here = s.batch.as_ref().is_some_and(|b| fits(b, max_size));
+            if fits_here {
+                if let Some(b) = s.batch.as_mut().and_then(Arc::get_mut) {
+                    b.reset(max_size, progress_token);
+                    s.generation = s.generation.wrapping_add(1).max(1);
+                    return Ok(((s.generation as u64) << 32) | (idx as u64 + 1));
+                }
+            }
+        }
+        self.free(handle)?;
+        self.allocate(max_size, progress_token)
+    }
+
     /// Frees `handle`; a second free of the same handle is an error. Returns the sub-batch.
     pub fn free(&self, handle: u64) -> Result<Arc<SubBatch>> {
         let (idx, gen) = split(handle);
@@ -609,6 +633,33 @@ mod tests {
             s.free(h).unwrap();
         }
         assert_eq!(s.live(), 2);
+    }
+
+    #[test]
+    fn recycling_renews_in_place_or_falls_back() {
+        let s = Slab::default();
+        let a = s.allocate(8, 1).unwrap();
+        let pa = Arc::as_ptr(&s.get(a).unwrap());
+        s.get(a).unwrap().reserve(3).unwrap();
+        s.get(a).unwrap().task(0).unwrap().fail("x".into());
+        let b = s.recycle(a, 6, 2).unwrap();
+        assert!(s.get(a).is_err(), "the old handle is stale");
+        let nb = s.get(b).unwrap();
+        assert_eq!(Arc::as_ptr(&nb), pa, "the same memory");
+        assert_eq!((nb.size(), nb.capacity(), nb.progress_token), (0, 6, 2));
+        assert!(nb.task(0).is_err());
+        nb.reserve(1).unwrap();
+        assert_eq!(nb.task(0).unwrap().load(), (status::INITIAL, 0));
+        assert!(nb.task(0).unwrap().error().is_none());
+        // Held elsewhere (a poller, a copy in flight): a fresh sub-batch instead.
+        let c = s.recycle(b, 6, 3).unwrap();
+        assert!(!Arc::ptr_eq(&nb, &s.get(c).unwrap()));
+        drop(nb);
+        // Too big for the memory: a fresh one too; a stale handle changes nothing.
+        let d = s.recycle(c, 10_000, 4).unwrap();
+        assert_eq!(s.get(d).unwrap().capacity(), 10_000);
+        assert!(s.recycle(c, 6, 5).is_err());
+        assert_eq!(s.live(), 1);
     }
 
     #[test]

@@ -166,6 +166,24 @@ impl Transport {
         self.slab.allocate(max_size as usize, progress_token)
     }
 
+    /// Frees a sub-batch and allocates one of `max_size` in its place (cheaper than both);
+    /// returns the new handle. Nothing changes when the handle is not live or the size is out
+    /// of range.
+    pub fn recycle(&self, handle: u64, max_size: u64, progress_token: u64) -> Result<u64> {
+        let limit = self.batch_limit.load(Ordering::Relaxed);
+        if max_size == 0 || max_size > limit {
+            return Err(Error::invalid(format!(
+                "sub-batch size {max_size} out of range 1..={limit}"
+            )));
+        }
+        if self.slab.with(handle, |b| Ok(b.has_runs()))? {
+            // Copies in flight keep the old sub-batch: free it as `free` does.
+            self.free(handle)?;
+            return self.slab.allocate(max_size as usize, progress_token);
+        }
+        self.slab.recycle(handle, max_size as usize, progress_token)
+    }
+
     /// Frees a sub-batch. Asynchronous copies still in flight run to their end; their status
     /// can no longer be read.
     pub fn free(&self, handle: u64) -> Result<()> {

@@ -515,3 +515,57 @@ fn ptml_is_shared_by_transports_of_one_process() {
         },
     );
 }
+
+#[test]
+fn recycled_sub_batches_start_empty_and_stale_handles_stay_dead() {
+    scenario(
+        "recycled_sub_batches_start_empty_and_stale_handles_stay_dead",
+        &[("TANG_EMU_DEVICES", "2")],
+        || {
+            let dev = Dev::open();
+            let x = Xport::new("{}");
+            let (a, b) = (dev.alloc(0, 1 << 16), dev.alloc(1, 1 << 16));
+            x.add(a, 1 << 16, "cuda:0").unwrap();
+            x.add(b, 1 << 16, "cuda:1").unwrap();
+            let recycle = x.p.sub_batch_recycle.expect("the table has the recycle slot");
+            let mut h = x.batch(4);
+            for round in 0..5u8 {
+                let data = pattern(4096, round);
+                dev.write(a, &data);
+                let off = round as u64 * 4096;
+                assert_eq!(x.submit(h, &[req(WRITE, a, 0, b + off, 4096)]), 0);
+                assert_eq!(x.wait(h, 0), (COMPLETED, 4096), "round {round}");
+                assert_eq!(dev.read(b + off, 4096), data);
+                let mut next = 0;
+                assert_eq!(unsafe { recycle(x.t, h, 4, 9, &mut next) }, 0);
+                assert_ne!(next, h);
+                assert_eq!(status_rc(&x, h, 0), SUNRISE_LINK_INVALID_ARGUMENT, "stale");
+                assert_eq!(
+                    unsafe { recycle(x.t, h, 4, 9, &mut next) },
+                    SUNRISE_LINK_INVALID_ARGUMENT
+                );
+                h = next;
+                assert_eq!(status_rc(&x, h, 0), SUNRISE_LINK_INVALID_ARGUMENT, "empty again");
+            }
+            let mut out = 7;
+            assert_eq!(
+                unsafe { recycle(x.t, h, 0, 9, &mut out) },
+                SUNRISE_LINK_INVALID_ARGUMENT
+            );
+            assert_eq!(out, 7, "nothing written");
+            assert_eq!(x.submit(h, &[req(WRITE, a, 0, b, 16)]), 0, "the handle survived");
+            assert_eq!(x.wait(h, 0).0, COMPLETED);
+            assert_eq!(x.free_batch(h), 0);
+        },
+    );
+}
+
+/// The status code of a task status query.
+fn status_rc(x: &Xport, b: u64, id: u64) -> i32 {
+    let mut s = sunrise_link::abi::transport::sunrise_link_task_status_t {
+        status: -1,
+        reserved: 0,
+        transferred_bytes: 0,
+    };
+    unsafe { (x.p.task_status_get.unwrap())(x.t, b, id, &mut s) }
+}

@@ -12,6 +12,10 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <atomic>
+#include <map>
+#include <shared_mutex>
+#include <cstdint>
 #include <vector>
 
 #include "tent/common/config.h"
@@ -50,8 +54,13 @@ class SunrisePlatform : public Platform {
     bool devices();
     // The device location ("cuda:N") of addr, or "" for host or unknown memory.
     std::string deviceLocation(void* addr, size_t len);
-    // Whether addr is Tang device memory (TENT asks for every request: no string is built).
+    // Whether addr is Tang device memory (TENT asks for every request: no string is built;
+    // memory this platform allocated is answered from its own table, a thread's last answer
+    // from a thread-local cache).
     bool isDeviceMemory(void* addr);
+    // Records (or forgets) memory this platform allocated.
+    void remember(void* ptr, size_t size, bool device);
+    void forget(void* ptr);
 
     std::shared_ptr<Config> conf;
     CpuPlatform host_;
@@ -59,6 +68,14 @@ class SunrisePlatform : public Platform {
     std::unique_ptr<sunrise_link_device_plugin_t> plugin_;
     void* plugin_ctx_ = nullptr;
     std::string unavailable_reason_;
+
+    // What this platform allocated: start -> (end, device memory?).
+    struct Allocation {
+        uintptr_t end;
+        bool device;
+    };
+    std::shared_mutex allocations_mutex_;
+    std::map<uintptr_t, Allocation> allocations_;
 };
 
 }  // namespace tent

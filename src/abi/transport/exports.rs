@@ -178,6 +178,30 @@ pub unsafe extern "C" fn sunrise_link_sub_batch_free(
     export!({ unsafe { TRANSPORT.borrow(t) }?.free(sub_batch) })
 }
 
+/// Frees `sub_batch` and allocates a sub-batch of `max_size` tasks with `progress_token` in its
+/// place, writing the new handle to `*out`; the old handle is stale afterwards. The same as
+/// `sub_batch_free` then `sub_batch_allocate`, but it reuses the sub-batch's slot and memory
+/// when it can, so a host that allocates a sub-batch per batch pays less. A handle that is not
+/// live or a size out of range is InvalidArgument and changes nothing.
+///
+/// # Safety
+/// `t` is a live handle; `out` is writable.
+#[no_mangle]
+pub unsafe extern "C" fn sunrise_link_sub_batch_recycle(
+    t: *mut sunrise_link_transport_t,
+    sub_batch: u64,
+    max_size: u64,
+    progress_token: u64,
+    out: *mut u64,
+) -> i32 {
+    export!({
+        // SAFETY: a live handle and a writable out pointer (contract above).
+        let (t, out) = unsafe { (TRANSPORT.borrow(t)?, args::out(out, "out")?) };
+        *out = t.recycle(sub_batch, max_size, progress_token)?;
+        Ok(())
+    })
+}
+
 /// Writes the number of tasks submitted so far (TENT `SubBatch::size()`, the next task id).
 ///
 /// # Safety

@@ -101,6 +101,11 @@ pub struct sunrise_link_transport_plugin_t {
     pub notification_send: sunrise_link_notification_send_fn,
     /// NULL: notifications are not implemented.
     pub notification_receive: sunrise_link_notification_receive_fn,
+    /// `sunrise_link_sub_batch_recycle` (appended after the first release: check for it with
+    /// `SUNRISE_LINK_CHECK_OP`).
+    pub sub_batch_recycle: Option<
+        unsafe extern "C" fn(*mut sunrise_link_transport_t, u64, u64, u64, *mut u64) -> i32,
+    >,
 }
 
 /// The message of the last failing call on this thread (naming the symbol, path, address or
@@ -157,6 +162,7 @@ pub unsafe extern "C" fn sunrise_link_transport_plugin_get(
             stats_get: Some(sunrise_link_stats_get),
             notification_send: None,
             notification_receive: None,
+            sub_batch_recycle: Some(sunrise_link_sub_batch_recycle),
         };
         // SAFETY: at least `out->struct_size` writable bytes at `out` (contract above).
         unsafe { args::write_versioned(out, &table, "out") }.map(|_| ())
