@@ -53,6 +53,18 @@ impl Task {
         }
     }
 
+    /// As new, in place (the sub-batch is reused).
+    fn reset(&mut self) {
+        *self.word.get_mut() = status::INITIAL as u64;
+        *self.claim.get_mut() = CLAIM_OPEN;
+        *self.event.get_mut() = 0;
+        *self.run.get_mut() = 0;
+        *self.want.get_mut() = 0;
+        if self.error.get().is_some() {
+            self.error = OnceLock::new();
+        }
+    }
+
     /// `(status, transferred bytes)` from one atomic load.
     pub fn load(&self) -> (u8, u64) {
         let w = self.word.load(Ordering::Acquire);
@@ -171,8 +183,8 @@ impl SubBatch {
 
     /// Makes a freed sub-batch as good as new for `max_size` tasks (`max_size` ≤ its tasks).
     fn reset(&mut self, max_size: usize, progress_token: u64) {
-        for t in self.tasks[..self.reserved.load(Ordering::Acquire)].iter_mut() {
-            *t = Task::new();
+        for t in self.tasks[..*self.reserved.get_mut()].iter_mut() {
+            t.reset();
         }
         self.limit = max_size;
         self.reserved.store(0, Ordering::Release);

@@ -255,7 +255,9 @@ pub fn run(
         // while the copies through them run.
         let maps = ctx.remote.snapshot();
         let mut memo = Memo::default();
-        let mut lens = [0u64; 64];
+        // Bytes of each task of the copy under way (written before they are read: not
+        // zeroed on every submit).
+        let mut lens_store = [std::mem::MaybeUninit::<u64>::uninit(); 64];
         while next < count {
             let i = next;
             cur = i;
@@ -280,9 +282,9 @@ pub fn run(
             // Merge the following requests that continue this copy.
             let mut n = 1;
             let mut total = head.length;
-            lens[0] = head.length;
+            lens_store[0].write(head.length);
             let mut prev = head;
-            while i + n < count && n < MERGE_MAX_TASKS.min(lens.len()) {
+            while i + n < count && n < MERGE_MAX_TASKS.min(lens_store.len()) {
                 let r = req(i + n);
                 if !(p.continues(&prev, &r)
                     && is_async(&r) == async_ok
@@ -291,24 +293,25 @@ pub fn run(
                     break;
                 }
                 total += r.length;
-                lens[n] = r.length;
+                lens_store[n].write(r.length);
                 n += 1;
                 prev = r;
             }
+            // SAFETY: entries 0..n were written just above; MaybeUninit<u64> and u64 have the
+            // same layout.
+            let lens: &[u64] =
+                unsafe { std::slice::from_raw_parts(lens_store.as_ptr().cast::<u64>(), n) };
             next += n;
             let tasks = Tasks {
                 batch,
                 head: first + i,
-                lens: &lens[..n],
+                lens,
                 start,
             };
             match execute(
                 ctx, &mut dg, &maps, &mut memo, &tasks, &head, &p, total, async_ok,
             ) {
-                Ok(Done::Now(path)) => {
-                    ctx.ends()
-                        .complete(batch, first + i, &lens[..n], path, start)
-                }
+                Ok(Done::Now(path)) => ctx.ends().complete(batch, first + i, lens, path, start),
                 Ok(Done::InFlight) => {}
                 Err(_) if n > 1 => {
                     // The merged copy failed: each request on its own, so each task says

@@ -176,11 +176,8 @@ impl Transport {
                 "sub-batch size {max_size} out of range 1..={limit}"
             )));
         }
-        if self.slab.with(handle, |b| Ok(b.has_runs()))? {
-            // Copies in flight keep the old sub-batch: free it as `free` does.
-            self.free(handle)?;
-            return self.slab.allocate(max_size as usize, progress_token);
-        }
+        // A sub-batch with copies in flight is held by them, so the slab gives a fresh one
+        // and the runs end on their own (as after `free`).
         self.slab.recycle(handle, max_size as usize, progress_token)
     }
 

@@ -527,7 +527,9 @@ fn recycled_sub_batches_start_empty_and_stale_handles_stay_dead() {
             let (a, b) = (dev.alloc(0, 1 << 16), dev.alloc(1, 1 << 16));
             x.add(a, 1 << 16, "cuda:0").unwrap();
             x.add(b, 1 << 16, "cuda:1").unwrap();
-            let recycle = x.p.sub_batch_recycle.expect("the table has the recycle slot");
+            let recycle =
+                x.p.sub_batch_recycle
+                    .expect("the table has the recycle slot");
             let mut h = x.batch(4);
             for round in 0..5u8 {
                 let data = pattern(4096, round);
@@ -545,7 +547,11 @@ fn recycled_sub_batches_start_empty_and_stale_handles_stay_dead() {
                     SUNRISE_LINK_INVALID_ARGUMENT
                 );
                 h = next;
-                assert_eq!(status_rc(&x, h, 0), SUNRISE_LINK_INVALID_ARGUMENT, "empty again");
+                assert_eq!(
+                    status_rc(&x, h, 0),
+                    SUNRISE_LINK_INVALID_ARGUMENT,
+                    "empty again"
+                );
             }
             let mut out = 7;
             assert_eq!(
@@ -553,7 +559,11 @@ fn recycled_sub_batches_start_empty_and_stale_handles_stay_dead() {
                 SUNRISE_LINK_INVALID_ARGUMENT
             );
             assert_eq!(out, 7, "nothing written");
-            assert_eq!(x.submit(h, &[req(WRITE, a, 0, b, 16)]), 0, "the handle survived");
+            assert_eq!(
+                x.submit(h, &[req(WRITE, a, 0, b, 16)]),
+                0,
+                "the handle survived"
+            );
             assert_eq!(x.wait(h, 0).0, COMPLETED);
             assert_eq!(x.free_batch(h), 0);
         },

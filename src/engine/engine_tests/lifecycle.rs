@@ -281,3 +281,32 @@ fn many_devices_need_no_lock_table() {
         assert_eq!(fake.read(x, 256), vec![v; 256]);
     }
 }
+
+#[test]
+fn recycling_a_sub_batch_with_a_copy_in_flight_gives_a_fresh_one() {
+    let (fake, host, t) = setup(Fake::new(1), r#"{"async_memcpy_threshold": 1}"#);
+    let a = fake.alloc(0, 8192, 4);
+    let b = fake.alloc(0, 8192, 0);
+    t.add_buffer(a, 8192, "cuda:0").unwrap();
+    t.add_buffer(b, 8192, "cuda:0").unwrap();
+    let h = t.allocate(4, 0).unwrap();
+    fake.hold_events(true);
+    t.submit(h, &[req(OP_WRITE, a, 0, b, 4096)]).unwrap();
+    assert_eq!(t.in_flight().unwrap(), 1);
+    let h2 = t.recycle(h, 4, 0).unwrap();
+    assert!(t.status(h, 0).is_err(), "the old handle is stale");
+    assert!(t.status(h2, 0).is_err(), "the new sub-batch is empty");
+    t.submit(h2, &[req(OP_WRITE, a + 4096, 0, b + 4096, 2048)])
+        .unwrap();
+    assert_eq!(t.in_flight().unwrap(), 2, "the first copy still runs");
+    fake.hold_events(false);
+    assert_eq!(t.status(h2, 0).unwrap(), (status::COMPLETED, 2048));
+    t.uninstall().unwrap();
+    assert_eq!(fake.read(b, 4096), vec![4; 4096], "the first copy landed");
+    assert_eq!(
+        host.notified.load(Ordering::SeqCst),
+        1,
+        "only the live sub-batch's task"
+    );
+    assert!(t.recycle(h2, 0, 0).is_err(), "a size out of range");
+}
