@@ -18,8 +18,9 @@ use crate::engine::registry::{known_device, known_device_add, known_device_remov
 use crate::engine::{is_device_location, parse_location, Error};
 use crate::tang::loader::TangLib;
 use crate::tang::{MemcpyKind, Runtime};
+use parking_lot::Mutex;
 use std::ffi::{c_char, c_int, c_void};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// `location_t` of TENT's device_plugin.h.
 #[repr(C)]
@@ -64,7 +65,7 @@ struct PluginCtx {
 static PLUGIN: Kind<c_void, PluginCtx> = Kind::new("plugin context");
 
 fn runtime() -> Result<Arc<TangLib>, Error> {
-    let mut g = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = RUNTIME.lock();
     if let Some(rt) = g.as_ref() {
         return Ok(rt.clone());
     }
@@ -121,7 +122,6 @@ unsafe extern "C" fn alloc(
             known_device_add(p, size as u64, idx);
             ALLOCATIONS
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
                 .push((p, size as u64));
         }
         *pptr = p as usize as *mut c_void;
@@ -156,7 +156,7 @@ unsafe extern "C" fn free(c: *mut c_void, ptr: *mut c_void, _size: usize) -> c_i
         let dev = device_of(rt, p, 1)
             .ok_or_else(|| Error::invalid(format!("{p:#x} is not Tang device memory")))?;
         on_device(rt, dev, || rt.free(p))?;
-        let mut allocs = ALLOCATIONS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut allocs = ALLOCATIONS.lock();
         if let Some(i) = allocs.iter().position(|&(a, _)| a == p) {
             let (a, len) = allocs.swap_remove(i);
             known_device_remove(a, len);

@@ -2,8 +2,9 @@
 //! that gave one), or, standalone, to stderr at the level named by `SUNRISE_LINK_LOG`
 //! (error, warn, info, debug, trace). Without either the library prints nothing.
 
+use parking_lot::RwLock;
 use std::ffi::{c_char, c_void, CString};
-use std::sync::{Once, RwLock};
+use std::sync::Once;
 
 /// Environment variable with the stderr log level for standalone use.
 pub const LOG_ENV: &str = "SUNRISE_LINK_LOG";
@@ -59,7 +60,7 @@ impl log::Log for Logger {
         }
         // The read lock is held while the callback runs, so `clear_sink` (at destroy) waits
         // for calls in progress: the host may free `user_data` once destroy returns.
-        let sink = SINK.read().unwrap_or_else(|e| e.into_inner());
+        let sink = SINK.read();
         match *sink {
             Some(s) => {
                 let msg = CString::new(r.args().to_string().replace('\0', " ")).unwrap_or_default();
@@ -97,7 +98,7 @@ pub fn ensure_init() {
 /// Routes logs to `f` on behalf of transport `owner`.
 pub fn set_sink(owner: usize, f: LogFn, user_data: *mut c_void) {
     init();
-    *SINK.write().unwrap_or_else(|e| e.into_inner()) = Some(Sink {
+    *SINK.write() = Some(Sink {
         owner,
         f,
         user_data: user_data as usize,
@@ -109,7 +110,7 @@ pub fn set_sink(owner: usize, f: LogFn, user_data: *mut c_void) {
 
 /// Stops routing to the sink of `owner`, if it is the current one.
 pub fn clear_sink(owner: usize) {
-    let mut g = SINK.write().unwrap_or_else(|e| e.into_inner());
+    let mut g = SINK.write();
     if g.is_some_and(|s| s.owner == owner) {
         *g = None;
         if env_level().is_none() {

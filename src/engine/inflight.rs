@@ -12,9 +12,10 @@ use super::remote::Mapping;
 use super::stats::Path;
 use super::{Error, Result};
 use crate::tang::{Handle, Runtime, EVENT_DISABLE_TIMING, MAX_PHYTOPO_PORTS, STREAM_NON_BLOCKING};
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Most events one run waits for (one per striping lane).
@@ -26,7 +27,7 @@ const EVENT_POOL: usize = 256;
 const SWEEP_ABOVE: usize = 64;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
+    m.lock()
 }
 
 /// One asynchronous copy in flight, carrying tasks `[head, head + len)` of a sub-batch.

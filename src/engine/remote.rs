@@ -12,7 +12,8 @@ use crate::tang::{
     parse_ipc_handle, IpcHandle, Runtime, IPC_LAZY_ENABLE_PEER_ACCESS, MEMORY_TYPE_DEVICE,
 };
 use arc_swap::ArcSwap;
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 /// One opened remote buffer.
 pub struct Mapping {
@@ -109,7 +110,7 @@ impl RemoteCache {
 
     /// Drops every mapping of `seg` (closed when no copy uses them any more).
     pub fn invalidate_segment(&self, seg: u64) -> usize {
-        let _g = self.open_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = self.open_lock.lock();
         if !self.map.load().iter().any(|m| m.segment == seg) {
             return 0;
         }
@@ -122,7 +123,7 @@ impl RemoteCache {
 
     /// Drops everything.
     pub fn clear(&self) {
-        let _g = self.open_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = self.open_lock.lock();
         self.map.store(Arc::default());
     }
 
@@ -256,7 +257,7 @@ impl RemoteCache {
                 .map_err(|(_, e)| e)?,
             Err((_, e)) => return Err(e),
         };
-        let _g = self.open_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = self.open_lock.lock();
         if let Some(m) = self.find(seg, addr, len) {
             if m.handle == r.handle && m.base == r.buf.base && m.length >= r.buf.length {
                 return Ok(m);

@@ -6,7 +6,7 @@
 use super::batch::Slab;
 use super::context::Ctx;
 use super::device::DeviceGuard;
-use super::locate::owning_device;
+use super::locate::{owner, owning_device};
 use super::registry::Region;
 use super::stats::Snapshot;
 use super::topology::Topology;
@@ -15,8 +15,9 @@ use crate::config::Config;
 use crate::tang::loader::TangLib;
 use crate::tang::{hex_upper, RtResult, Runtime, MEMORY_TYPE_DEVICE};
 use arc_swap::ArcSwapOption;
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use super::device::on_device;
@@ -66,7 +67,7 @@ impl Transport {
 
     /// Loads the runtime, checks devices, detects topology.
     pub fn install(&self, config_json: Option<&str>) -> Result<()> {
-        let _g = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = self.lifecycle.lock();
         if self.installed.load().is_some() {
             return Err(Error::invalid("transport is already installed"));
         }
@@ -117,7 +118,7 @@ impl Transport {
 
     /// [`Transport::uninstall`], waiting at most `drain_limit` for asynchronous copies.
     pub(crate) fn uninstall_within(&self, drain_limit: Duration) -> Result<()> {
-        let _g = self.lifecycle.lock().unwrap_or_else(|e| e.into_inner());
+        let _g = self.lifecycle.lock();
         let Some(ctx) = self.installed.swap(None) else {
             return Ok(());
         };
@@ -343,20 +344,30 @@ fn register(ctx: &Ctx, addr: u64, length: u64, location: &str) -> Result<String>
                 ),
             ));
         }
+        // The runtime says which device really holds the memory: a location naming another
+        // device would send every later copy down the wrong path, and host memory at a device
+        // location has no IPC handle a peer could open.
+        match owning_device(&mut dg, ctx.device_count, addr) {
+            Some(d) if d == idx => {}
+            Some(d) => {
+                return Err(Error::invalid(format!(
+                    "buffer {addr:#x} registered at {location:?} is memory of device {d}"
+                )))
+            }
+            None => {
+                return Err(Error::invalid(format!(
+                    "buffer {addr:#x} registered at {location:?} is not Tang device memory \
+                     (host memory is registered at cpu:N or *)"
+                )))
+            }
+        }
         // The handle names the whole allocation and a peer maps it at its base, so an
         // address inside an allocation would reach the wrong bytes on the peer. The byte
         // before `addr` belongs to the same allocation exactly when its handle is equal.
-        // The runtime also says which device really holds the memory: a location naming
-        // another device would send every later copy down the wrong path.
-        let (handle, before, actual) = dg
+        let (handle, before) = dg
             .on(idx, || {
                 let h = rt.ipc_get_handle(addr)?;
-                let actual = rt
-                    .pointer_attributes(addr)
-                    .ok()
-                    .filter(|a| a.memory_type == MEMORY_TYPE_DEVICE)
-                    .map(|a| a.device);
-                RtResult::Ok((h, rt.ipc_get_handle(addr - 1).ok(), actual))
+                RtResult::Ok((h, rt.ipc_get_handle(addr - 1).ok()))
             })
             .map_err(|e| {
                 Error::new(
@@ -367,11 +378,6 @@ fn register(ctx: &Ctx, addr: u64, length: u64, location: &str) -> Result<String>
                     ),
                 )
             })?;
-        if let Some(d) = actual.filter(|&d| d != idx) {
-            return Err(Error::invalid(format!(
-                "buffer {addr:#x} registered at {location:?} is memory of device {d}"
-            )));
-        }
         if before == Some(handle) {
             return Err(Error::invalid(format!(
                 "buffer {addr:#x} ({location}) starts inside a larger device allocation; \
@@ -387,11 +393,18 @@ fn register(ctx: &Ctx, addr: u64, length: u64, location: &str) -> Result<String>
         });
         Ok(hex_upper(&handle))
     } else if ty == "cpu" || ty == "*" {
-        // A device-mapped alias of pinned host memory is normalised to its host pointer.
-        let host_delta = match rt.pointer_attributes(addr) {
-            Ok(a) if a.memory_type != MEMORY_TYPE_DEVICE && a.host_pointer != 0 => {
-                a.host_pointer.wrapping_sub(addr)
+        // Device memory at a host location would be copied with host kinds and fail on
+        // every copy: refused here. A device-mapped alias of pinned host memory is normalised
+        // to its host pointer.
+        let host_delta = match owner(&mut dg, ctx.device_count, addr) {
+            Some(a) if a.memory_type == MEMORY_TYPE_DEVICE && a.device >= 0 => {
+                return Err(Error::invalid(format!(
+                    "buffer {addr:#x} registered at {location:?} is memory of device {}; \
+                     register it at cuda:{}",
+                    a.device, a.device
+                )))
             }
+            Some(a) if a.host_pointer != 0 => a.host_pointer.wrapping_sub(addr),
             _ => 0,
         };
         ctx.registry.add(Region {

@@ -114,7 +114,7 @@ impl std::fmt::Display for LoadError {
 
 /// PTML is process-wide: `ptmlUninit` runs only when the last `TangLib` of this process goes,
 /// and only if one of them initialised it (a host that initialised PTML itself keeps it).
-static PTML_USERS: std::sync::Mutex<(usize, bool)> = std::sync::Mutex::new((0, false));
+static PTML_USERS: parking_lot::Mutex<(usize, bool)> = parking_lot::Mutex::new((0, false));
 
 fn open(path: &Path) -> Result<Library, LoadError> {
     // SAFETY: loading a shared library runs its constructors; the vendor runtime (or the
@@ -185,7 +185,7 @@ impl TangLib {
             pci_bus_id: required(l, p, "tangDeviceGetPCIBusId")?,
             runtime_version: optional(l, "tangRuntimeGetVersion"),
         };
-        let mut users = PTML_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut users = PTML_USERS.lock();
         // SAFETY: resolved above with the documented signature; takes no arguments.
         let rc = unsafe { (ptml.init)() };
         if rc != 0 && rc != PTML_ERROR_ALREADY_INITIALIZED {
@@ -228,7 +228,7 @@ impl TangLib {
 
 impl Drop for TangLib {
     fn drop(&mut self) {
-        let mut users = PTML_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        let mut users = PTML_USERS.lock();
         users.0 = users.0.saturating_sub(1);
         if users.0 == 0 && users.1 {
             users.1 = false;

@@ -430,6 +430,34 @@ fn registration_rules() {
         assert_eq!(code, SUNRISE_LINK_INVALID_ARGUMENT, "{msg}");
         assert!(msg.contains("memory of device 0"), "{msg}");
         assert_eq!(x.remove(c), SUNRISE_LINK_ADDRESS_NOT_REGISTERED);
+        // Device memory at a host location, host memory at a device location: refused,
+        // naming the mismatch, and nothing stays registered.
+        for loc in ["cpu:0", "*", ""] {
+            let (code, msg) = x.add(c, 4096, loc).unwrap_err();
+            assert_eq!(code, SUNRISE_LINK_INVALID_ARGUMENT, "{loc:?}: {msg}");
+            assert!(
+                msg.contains("memory of device 0") && msg.contains("cuda:0"),
+                "{msg}"
+            );
+            assert_eq!(x.remove(c), SUNRISE_LINK_ADDRESS_NOT_REGISTERED);
+        }
+        let host = vec![0u8; 4096];
+        let (code, msg) = x.add(host.as_ptr() as u64, 4096, "cuda:0").unwrap_err();
+        assert_eq!(code, SUNRISE_LINK_INVALID_ARGUMENT, "{msg}");
+        assert!(msg.contains("not Tang device memory"), "{msg}");
+        assert_eq!(
+            x.remove(host.as_ptr() as u64),
+            SUNRISE_LINK_ADDRESS_NOT_REGISTERED
+        );
+        assert_eq!(x.add(host.as_ptr() as u64, 4096, "cpu:0").unwrap(), "");
+        // Registering again at the same base replaces the registration; a registration
+        // inside another is its own (nested registrations are allowed).
+        assert_eq!(x.add(host.as_ptr() as u64, 2048, "cpu:0").unwrap(), "");
+        assert_eq!(x.remove(host.as_ptr() as u64), 0);
+        assert_eq!(
+            x.remove(host.as_ptr() as u64),
+            SUNRISE_LINK_ADDRESS_NOT_REGISTERED
+        );
         assert_eq!(x.remove(sub), 0);
         assert_eq!(x.remove(sub), SUNRISE_LINK_ADDRESS_NOT_REGISTERED);
     });
