@@ -199,6 +199,7 @@ impl SubBatch {
     }
 
     /// The capacity given at allocation.
+    #[cfg(test)]
     pub fn capacity(&self) -> usize {
         self.limit
     }
@@ -524,6 +525,7 @@ impl Slab {
     }
 
     /// Number of live sub-batches.
+    #[cfg(test)]
     pub fn live(&self) -> usize {
         self.shared
             .chunks

@@ -198,7 +198,7 @@ fn start_run(
             n_events,
             path,
             start: tasks.start,
-            keep: keep.cloned(),
+            _keep: keep.cloned(),
         },
         tasks.lens,
     );

@@ -44,7 +44,7 @@ pub struct Run {
     /// When the run was submitted, if its latency is sampled.
     pub start: Option<Instant>,
     /// The remote mapping the copy goes through, kept open until the copy has run.
-    pub keep: Option<Arc<Mapping>>,
+    pub _keep: Option<Arc<Mapping>>,
 }
 
 impl Run {

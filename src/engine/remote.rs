@@ -127,16 +127,6 @@ impl RemoteCache {
         self.map.store(Arc::default());
     }
 
-    /// Number of cached mappings.
-    pub fn len(&self) -> usize {
-        self.map.load().len()
-    }
-
-    /// Whether the cache is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     fn ask(
         &self,
         host: &dyn Host,

@@ -43,11 +43,6 @@ impl Topology {
             .unwrap_or(&[])
     }
 
-    /// Most active ports between any device and one peer (0 when nothing is linked).
-    pub fn max_ports(&self) -> usize {
-        self.ports.values().map(Vec::len).max().unwrap_or(0)
-    }
-
     /// Number of linked (device, peer) pairs.
     pub fn links(&self) -> usize {
         self.ports.len()

@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use super::device::on_device;
 
 /// How long uninstall waits for asynchronous copies in flight before failing them.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -143,11 +142,6 @@ impl Transport {
         Ok(())
     }
 
-    /// Whether install succeeded and uninstall has not run.
-    pub fn is_installed(&self) -> bool {
-        self.installed.load().is_some()
-    }
-
     /// Runs `f` on the installed state.
     fn with<T>(&self, f: impl FnOnce(&Arc<Ctx>) -> Result<T>) -> Result<T> {
         match &*self.installed.load() {
@@ -197,12 +191,6 @@ impl Transport {
     /// Number of tasks submitted to a sub-batch.
     pub fn size(&self, handle: u64) -> Result<u64> {
         self.slab.with(handle, |b| Ok(b.size() as u64))
-    }
-
-    /// `(tasks submitted, capacity)` of a sub-batch.
-    pub fn fill(&self, handle: u64) -> Result<(u64, u64)> {
-        self.slab
-            .with(handle, |b| Ok((b.size() as u64, b.capacity() as u64)))
     }
 
     /// Appends one task per request, in order, and carries them out on this thread:
@@ -302,16 +290,6 @@ impl Transport {
     /// A copy of the counters.
     pub fn stats(&self) -> Result<Snapshot> {
         self.with(|ctx| Ok(ctx.stats.snapshot()))
-    }
-
-    /// Number of devices seen at install.
-    pub fn device_count(&self) -> Result<i32> {
-        self.with(|ctx| Ok(ctx.device_count))
-    }
-
-    /// Number of cached remote mappings.
-    pub fn remote_mappings(&self) -> Result<usize> {
-        self.with(|ctx| Ok(ctx.remote.len()))
     }
 
     /// Number of asynchronous copies in flight.

@@ -78,7 +78,6 @@ struct PtmlFns {
     init: FnVoidRet,
     enable_all: FnVoidRet,
     phytopo_detect: FnPhytopo,
-    device_count: FnIntOut,
     uninit: Option<FnVoid>,
 }
 
@@ -149,11 +148,12 @@ impl TangLib {
         let ptml_path = paths::resolve(PTML_LIB, explicit_dir);
         let tang_path = paths::resolve(TANGRT_LIB, explicit_dir);
         let ptml_lib = open(&ptml_path)?;
+        // Required like upstream requires it, though the device count comes from the runtime.
+        required::<FnIntOut>(&ptml_lib, &ptml_path, "ptmlDeviceGetCount")?;
         let ptml = PtmlFns {
             init: required(&ptml_lib, &ptml_path, "ptmlInit")?,
             enable_all: required(&ptml_lib, &ptml_path, "ptmlPtlinkEnableAll")?,
             phytopo_detect: required(&ptml_lib, &ptml_path, "ptmlPtlinkPhytopoDetect")?,
-            device_count: required(&ptml_lib, &ptml_path, "ptmlDeviceGetCount")?,
             uninit: optional(&ptml_lib, "ptmlUninit"),
         };
         let tang_lib = open(&tang_path)?;
@@ -218,11 +218,6 @@ impl TangLib {
             ),
         }
         Ok(lib)
-    }
-
-    /// The resolved path of the runtime library.
-    pub fn path(&self) -> &Path {
-        &self.tang_path
     }
 }
 
@@ -437,17 +432,6 @@ impl Runtime for TangLib {
         };
         let mut v: c_int = 0;
         check("tangRuntimeGetVersion", unsafe { f(&mut v) }).map(|_| v)
-    }
-}
-
-impl TangLib {
-    /// `ptmlDeviceGetCount`.
-    pub fn ptml_device_count(&self) -> RtResult<i32> {
-        let mut n: c_int = 0;
-        check("ptmlDeviceGetCount", unsafe {
-            (self.ptml.device_count)(&mut n)
-        })
-        .map(|_| n)
     }
 }
 

@@ -8,8 +8,6 @@ pub mod paths;
 
 use std::fmt;
 
-/// `tangSuccess`.
-pub const TANG_SUCCESS: i32 = 0;
 /// `tangErrorNotReady`: a query whose work is still running.
 pub const TANG_ERROR_NOT_READY: i32 = 600;
 /// `tangErrorNoDevice`.
@@ -36,9 +34,7 @@ pub enum MemcpyKind {
     DeviceToDevice = 3,
 }
 
-/// `tangMemoryType` values reported by `tangPointerGetAttributes`.
-pub const MEMORY_TYPE_HOST: i32 = 1;
-/// Device memory.
+/// `tangMemoryType` value of device memory, as `tangPointerGetAttributes` reports it.
 pub const MEMORY_TYPE_DEVICE: i32 = 2;
 
 /// What `tangPointerGetAttributes` reports about one address.
