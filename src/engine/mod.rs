@@ -13,6 +13,7 @@ pub mod locate;
 pub mod outcome;
 pub mod registry;
 pub mod remote;
+pub mod slab;
 pub mod snapshot;
 pub mod spin;
 pub mod stats;

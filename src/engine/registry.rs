@@ -242,7 +242,10 @@ mod tests {
             Some(1234 % 40)
         );
         assert_eq!(r.lookup(1234 * 0x1000 + 0x900, 8), None);
-        assert_eq!(r.lookup(9_999 * 0x1000, 0x800).map(|h| h.device), Some(9_999 % 40));
+        assert_eq!(
+            r.lookup(9_999 * 0x1000, 0x800).map(|h| h.device),
+            Some(9_999 % 40)
+        );
     }
 
     #[test]

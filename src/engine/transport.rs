@@ -3,11 +3,11 @@
 //! Copies run on the thread that submits them ([`super::submit`]): no thread of the library
 //! sits on the path of a request.
 
-use super::batch::Slab;
 use super::context::Ctx;
 use super::device::DeviceGuard;
 use super::locate::{owner, owning_device};
 use super::registry::Region;
+use super::slab::Slab;
 use super::stats::Snapshot;
 use super::topology::Topology;
 use super::{code, is_device_location, parse_location, status, Error, Host, Request, Result};
@@ -19,7 +19,6 @@ use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
 
 /// How long uninstall waits for asynchronous copies in flight before failing them.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
