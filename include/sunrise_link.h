@@ -20,7 +20,7 @@
 
 // Version of the C ABI (the plugin table and the structs it takes). Bumped when a slot is
 // appended; never when one is changed (slots are never changed or removed).
-#define SUNRISE_LINK_ABI_VERSION 1
+#define SUNRISE_LINK_ABI_VERSION 2
 
 // Success.
 #define SUNRISE_LINK_OK 0
@@ -388,8 +388,8 @@ typedef struct sunrise_link_transport_plugin_t {
   sunrise_link_notification_send_fn notification_send;
   // NULL: notifications are not implemented.
   sunrise_link_notification_receive_fn notification_receive;
-  // `sunrise_link_sub_batch_recycle` (appended after the first release: check for it with
-  // `SUNRISE_LINK_CHECK_OP`).
+  // `sunrise_link_sub_batch_recycle` (ABI version 2; a host that may load an older library
+  // checks for it with `SUNRISE_LINK_CHECK_OP`).
   int32_t (*sub_batch_recycle)(struct sunrise_link_transport_t*,
                                uint64_t,
                                uint64_t,

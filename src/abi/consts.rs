@@ -20,7 +20,7 @@ macro_rules! c_constants {
 c_constants! {
     /// Version of the C ABI (the plugin table and the structs it takes). Bumped when a slot is
     /// appended; never when one is changed (slots are never changed or removed).
-    SUNRISE_LINK_ABI_VERSION: u32 = 1;
+    SUNRISE_LINK_ABI_VERSION: u32 = 2;
 
     /// Success.
     SUNRISE_LINK_OK: i32 = code::OK;

@@ -148,14 +148,14 @@ impl TangLib {
         let ptml_path = paths::resolve(PTML_LIB, explicit_dir);
         let tang_path = paths::resolve(TANGRT_LIB, explicit_dir);
         let ptml_lib = open(&ptml_path)?;
-        // Required like upstream requires it, though the device count comes from the runtime.
-        required::<FnIntOut>(&ptml_lib, &ptml_path, "ptmlDeviceGetCount")?;
         let ptml = PtmlFns {
             init: required(&ptml_lib, &ptml_path, "ptmlInit")?,
             enable_all: required(&ptml_lib, &ptml_path, "ptmlPtlinkEnableAll")?,
             phytopo_detect: required(&ptml_lib, &ptml_path, "ptmlPtlinkPhytopoDetect")?,
             uninit: optional(&ptml_lib, "ptmlUninit"),
         };
+        // Required like upstream requires it, though the device count comes from the runtime.
+        required::<FnIntOut>(&ptml_lib, &ptml_path, "ptmlDeviceGetCount")?;
         let tang_lib = open(&tang_path)?;
         let p = &tang_path;
         let l = &tang_lib;

@@ -101,8 +101,8 @@ pub struct sunrise_link_transport_plugin_t {
     pub notification_send: sunrise_link_notification_send_fn,
     /// NULL: notifications are not implemented.
     pub notification_receive: sunrise_link_notification_receive_fn,
-    /// `sunrise_link_sub_batch_recycle` (appended after the first release: check for it with
-    /// `SUNRISE_LINK_CHECK_OP`).
+    /// `sunrise_link_sub_batch_recycle` (ABI version 2; a host that may load an older library
+    /// checks for it with `SUNRISE_LINK_CHECK_OP`).
     pub sub_batch_recycle:
         Option<unsafe extern "C" fn(*mut sunrise_link_transport_t, u64, u64, u64, *mut u64) -> i32>,
 }
