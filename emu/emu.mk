@@ -1,5 +1,8 @@
 # Builds the emulated Tang runtime + PTML and lays them out like the SDK:
 #   <EMU_ROOT>/lib/linux-x86_64/{libtangrt_shared.so,libptml_shared.so}
+#   <EMU_ROOT>/lib/{libtangrt_shared.so,libptml_shared.so} -> linux-x86_64/ (relative links:
+#     Mooncake's classic targets link these paths; one file, so a process that links one
+#     path and loads the other gets one runtime, not two)
 #   <EMU_ROOT>/include/{tang_runtime_api.h,tang_rt/*.h,ptml.h,tang_emu.h}
 # plus <EMU_ROOT>-minimal, the same without the optional symbols (tangMemcpyPeer_v2,
 # tangMemcpyPeerAsync_v2, tangDeviceGetPeerPointer, ptmlUninit, __ptmlUinit).
@@ -39,6 +42,8 @@ root:
 layout:
 	mkdir -p $(DEST)/lib/linux-x86_64 $(DEST)/include/tang_rt
 	install -m 0755 $(FROM)/libtangrt_shared.so $(FROM)/libptml_shared.so $(DEST)/lib/linux-x86_64/
+	ln -sfn linux-x86_64/libtangrt_shared.so $(DEST)/lib/libtangrt_shared.so
+	ln -sfn linux-x86_64/libptml_shared.so $(DEST)/lib/libptml_shared.so
 	install -m 0644 $(EMU_DIR)/include/tang_runtime_api.h $(EMU_DIR)/include/ptml.h \
 		$(EMU_DIR)/include/tang_emu.h $(DEST)/include/
 	install -m 0644 $(EMU_DIR)/include/tang_rt/driver_types.h \
