@@ -1,7 +1,8 @@
-// sunrise-link: locating and loading libsunrise_link.so for the TENT drop-ins.
+// sunrise-link: locating and loading libsunrise_link.so for the C++ drop-ins.
 //
-// Internal to cpp/; shared by SunriseLinkTransport and SunrisePlatform. Header-only (inline)
-// so that both static targets can include it without duplicate symbols.
+// Internal to cpp/; shared by TENT's SunriseLinkTransport and SunrisePlatform and by the
+// classic engine's SunriseLinkTransport. Header-only (inline) so that every target can include
+// it without duplicate symbols.
 //
 // Lookup order (the first that applies wins; an explicit choice is never second-guessed):
 //   1. `transports/sunrise_link/library_path` in TENT's config, if non-empty;
@@ -16,8 +17,11 @@
 #define SUNRISE_LINK_CPP_LOADER_H
 
 #include <dlfcn.h>
+#include <glog/logging.h>
 #include <sys/stat.h>
 
+#include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -105,6 +109,105 @@ inline bool resolve(const Library& lib, const char* name, Fn* out, std::string* 
     }
     *out = reinterpret_cast<Fn>(sym);
     return true;
+}
+
+// The plugin-table slots the transport drop-ins call; the library must fill them (the
+// notification slots are optional). Checked against the struct_size the library reports.
+inline constexpr size_t kRequiredTableSize =
+    offsetof(sunrise_link_transport_plugin_t, stats_get) +
+    sizeof(static_cast<sunrise_link_transport_plugin_t*>(nullptr)->stats_get);
+
+// Whether every required slot is filled; names the first missing one otherwise.
+inline bool requiredSlotsPresent(const sunrise_link_transport_plugin_t& t, std::string* missing) {
+#define SUNRISE_LINK_CHECK_SLOT(slot) \
+    if (!t.slot) {                    \
+        *missing = #slot;             \
+        return false;                 \
+    }
+    SUNRISE_LINK_CHECK_SLOT(name)
+    SUNRISE_LINK_CHECK_SLOT(version)
+    SUNRISE_LINK_CHECK_SLOT(last_error)
+    SUNRISE_LINK_CHECK_SLOT(create)
+    SUNRISE_LINK_CHECK_SLOT(destroy)
+    SUNRISE_LINK_CHECK_SLOT(install)
+    SUNRISE_LINK_CHECK_SLOT(uninstall)
+    SUNRISE_LINK_CHECK_SLOT(capabilities_get)
+    SUNRISE_LINK_CHECK_SLOT(bandwidth_get)
+    SUNRISE_LINK_CHECK_SLOT(sub_batch_allocate)
+    SUNRISE_LINK_CHECK_SLOT(sub_batch_free)
+    SUNRISE_LINK_CHECK_SLOT(sub_batch_size)
+    SUNRISE_LINK_CHECK_SLOT(submit)
+    SUNRISE_LINK_CHECK_SLOT(task_status_get)
+    SUNRISE_LINK_CHECK_SLOT(task_cancel)
+    SUNRISE_LINK_CHECK_SLOT(task_error_get)
+    SUNRISE_LINK_CHECK_SLOT(buffer_add)
+    SUNRISE_LINK_CHECK_SLOT(buffer_remove)
+    SUNRISE_LINK_CHECK_SLOT(segment_invalidate)
+    SUNRISE_LINK_CHECK_SLOT(stats_get)
+#undef SUNRISE_LINK_CHECK_SLOT
+    return true;
+}
+
+// Opens the library (openLibrary) and fills *table with its transport plugin table, checked:
+// the ABI version, the table size and every required slot. On failure returns false and
+// sets *why to a message naming the library and what is wrong; *table is then untouched.
+inline bool loadTransportPlugin(const std::string& configured,
+                                sunrise_link_transport_plugin_t* table, std::string* origin,
+                                std::string* why) {
+    Library lib;
+    if (!openLibrary(configured, &lib, why)) return false;
+    int32_t (*plugin_get)(sunrise_link_transport_plugin_t*) = nullptr;
+    if (!resolve(lib, "sunrise_link_transport_plugin_get", &plugin_get, why)) {
+        *why = "sunrise_link: " + *why;
+        return false;
+    }
+    sunrise_link_transport_plugin_t t{};
+    t.struct_size = sizeof(t);
+    int32_t rc = plugin_get(&t);
+    if (rc != SUNRISE_LINK_OK) {
+        *why = "sunrise_link: " + lib.origin + ": sunrise_link_transport_plugin_get returned " +
+               std::to_string(rc);
+        return false;
+    }
+    if (t.abi_version < 1 || t.struct_size < kRequiredTableSize) {
+        *why = "sunrise_link: " + lib.origin + " has ABI version " +
+               std::to_string(t.abi_version) + " and a plugin table of " +
+               std::to_string(t.struct_size) +
+               " bytes; this adapter needs ABI version >= 1 with at least " +
+               std::to_string(kRequiredTableSize) + " bytes";
+        return false;
+    }
+    std::string missing;
+    if (!requiredSlotsPresent(t, &missing)) {
+        *why = "sunrise_link: " + lib.origin + ": plugin table slot '" + missing + "' is NULL";
+        return false;
+    }
+    *table = t;
+    *origin = lib.origin;
+    return true;
+}
+
+// The library's log callback, for both engines: one line to glog with a [sunrise_link]
+// prefix (debug = VLOG(1), trace = VLOG(2)).
+inline void logToGlog(void*, int32_t level, const char* msg) {
+    if (!msg) return;
+    switch (level) {
+        case SUNRISE_LINK_LOG_ERROR:
+            LOG(ERROR) << "[sunrise_link] " << msg;
+            break;
+        case SUNRISE_LINK_LOG_WARN:
+            LOG(WARNING) << "[sunrise_link] " << msg;
+            break;
+        case SUNRISE_LINK_LOG_INFO:
+            LOG(INFO) << "[sunrise_link] " << msg;
+            break;
+        case SUNRISE_LINK_LOG_DEBUG:
+            VLOG(1) << "[sunrise_link] " << msg;
+            break;
+        default:
+            VLOG(2) << "[sunrise_link] " << msg;
+            break;
+    }
 }
 
 // Copies `s` into a fixed-size C array, always NUL-terminated; false if it did not fit.

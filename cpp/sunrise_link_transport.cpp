@@ -31,42 +31,6 @@ namespace {
 using sunrise_link_cpp::copyFixed;
 using sunrise_link_cpp::isDeviceLocation;
 
-// The slots this adapter calls; the library must fill them (the notification slots are
-// optional). Checked against the struct_size the library reports.
-constexpr size_t kRequiredTableSize =
-    offsetof(sunrise_link_transport_plugin_t, stats_get) +
-    sizeof(static_cast<sunrise_link_transport_plugin_t*>(nullptr)->stats_get);
-
-bool requiredSlotsPresent(const sunrise_link_transport_plugin_t& t, std::string* missing) {
-#define SUNRISE_LINK_CHECK_SLOT(slot) \
-    if (!t.slot) {                    \
-        *missing = #slot;             \
-        return false;                 \
-    }
-    SUNRISE_LINK_CHECK_SLOT(name)
-    SUNRISE_LINK_CHECK_SLOT(version)
-    SUNRISE_LINK_CHECK_SLOT(last_error)
-    SUNRISE_LINK_CHECK_SLOT(create)
-    SUNRISE_LINK_CHECK_SLOT(destroy)
-    SUNRISE_LINK_CHECK_SLOT(install)
-    SUNRISE_LINK_CHECK_SLOT(uninstall)
-    SUNRISE_LINK_CHECK_SLOT(capabilities_get)
-    SUNRISE_LINK_CHECK_SLOT(bandwidth_get)
-    SUNRISE_LINK_CHECK_SLOT(sub_batch_allocate)
-    SUNRISE_LINK_CHECK_SLOT(sub_batch_free)
-    SUNRISE_LINK_CHECK_SLOT(sub_batch_size)
-    SUNRISE_LINK_CHECK_SLOT(submit)
-    SUNRISE_LINK_CHECK_SLOT(task_status_get)
-    SUNRISE_LINK_CHECK_SLOT(task_cancel)
-    SUNRISE_LINK_CHECK_SLOT(task_error_get)
-    SUNRISE_LINK_CHECK_SLOT(buffer_add)
-    SUNRISE_LINK_CHECK_SLOT(buffer_remove)
-    SUNRISE_LINK_CHECK_SLOT(segment_invalidate)
-    SUNRISE_LINK_CHECK_SLOT(stats_get)
-#undef SUNRISE_LINK_CHECK_SLOT
-    return true;
-}
-
 TransferStatusEnum toTransferStatus(int32_t s) {
     switch (s) {
         case SUNRISE_LINK_TASK_INITIAL:
@@ -202,27 +166,6 @@ int32_t SunriseLinkTransport::lookupRemoteBuffer(void* user_data, uint64_t segme
     }
 }
 
-void SunriseLinkTransport::logLine(void*, int32_t level, const char* msg) {
-    if (!msg) return;
-    switch (level) {
-        case SUNRISE_LINK_LOG_ERROR:
-            LOG(ERROR) << "[sunrise_link] " << msg;
-            break;
-        case SUNRISE_LINK_LOG_WARN:
-            LOG(WARNING) << "[sunrise_link] " << msg;
-            break;
-        case SUNRISE_LINK_LOG_INFO:
-            LOG(INFO) << "[sunrise_link] " << msg;
-            break;
-        case SUNRISE_LINK_LOG_DEBUG:
-            VLOG(1) << "[sunrise_link] " << msg;
-            break;
-        default:
-            VLOG(2) << "[sunrise_link] " << msg;
-            break;
-    }
-}
-
 void SunriseLinkTransport::notifyProgress(void* user_data, uint64_t progress_token) {
     // The token is the sub-batch's address; the library reports progress only inside our own
     // calls and never after sub_batch_free has returned, so the object is alive.
@@ -255,35 +198,11 @@ Status SunriseLinkTransport::install(std::string& local_segment_name,
         have_subtree = conf->dumpSubtree("transports/sunrise_link", &config_json);
     }
 
-    sunrise_link_cpp::Library lib;
-    std::string why;
-    if (!sunrise_link_cpp::openLibrary(configured, &lib, &why)) {
-        return Status::InternalError(why);
-    }
-    int32_t (*plugin_get)(sunrise_link_transport_plugin_t*) = nullptr;
-    if (!sunrise_link_cpp::resolve(lib, "sunrise_link_transport_plugin_get", &plugin_get,
-                                   &why)) {
-        return Status::InternalError("sunrise_link: " + why);
-    }
     sunrise_link_transport_plugin_t table{};
-    table.struct_size = sizeof(table);
-    int32_t rc = plugin_get(&table);
-    if (rc != SUNRISE_LINK_OK) {
-        return Status::InternalError("sunrise_link: " + lib.origin +
-                                     ": sunrise_link_transport_plugin_get returned " +
-                                     std::to_string(rc));
-    }
-    if (table.abi_version < 1 || table.struct_size < kRequiredTableSize) {
-        return Status::InternalError(
-            "sunrise_link: " + lib.origin + " has ABI version " +
-            std::to_string(table.abi_version) + " and a plugin table of " +
-            std::to_string(table.struct_size) + " bytes; this adapter needs ABI version >= 1 "
-            "with at least " + std::to_string(kRequiredTableSize) + " bytes");
-    }
-    std::string missing;
-    if (!requiredSlotsPresent(table, &missing)) {
-        return Status::InternalError("sunrise_link: " + lib.origin +
-                                     ": plugin table slot '" + missing + "' is NULL");
+    std::string origin;
+    std::string why;
+    if (!sunrise_link_cpp::loadTransportPlugin(configured, &table, &origin, &why)) {
+        return Status::InternalError(why);
     }
     api_ = table;
 
@@ -313,12 +232,12 @@ Status SunriseLinkTransport::install(std::string& local_segment_name,
     cb.struct_size = sizeof(cb);
     cb.user_data = this;
     cb.lookup_remote_buffer = &SunriseLinkTransport::lookupRemoteBuffer;
-    cb.log = &SunriseLinkTransport::logLine;
+    cb.log = &sunrise_link_cpp::logToGlog;
     cb.notify_progress = &SunriseLinkTransport::notifyProgress;
     cb.local_machine_id = local_machine_id_.c_str();
 
     sunrise_link_transport_t* t = nullptr;
-    rc = api_.create(&cb, &t);
+    int32_t rc = api_.create(&cb, &t);
     if (rc != SUNRISE_LINK_OK || !t) {
         Status s = fromCode(rc ? rc : SUNRISE_LINK_INTERNAL_ERROR, "create");
         metadata_.reset();
@@ -326,7 +245,7 @@ Status SunriseLinkTransport::install(std::string& local_segment_name,
     }
     rc = api_.install(t, json_arg);
     if (rc != SUNRISE_LINK_OK) {
-        Status s = fromCode(rc, "install (" + lib.origin + ")");
+        Status s = fromCode(rc, "install (" + origin + ")");
         api_.destroy(t);
         metadata_.reset();
         return s;
@@ -346,7 +265,7 @@ Status SunriseLinkTransport::install(std::string& local_segment_name,
     caps.gpu_to_file = lib_caps_.gpu_to_file != 0;
 
     handle_ = t;
-    library_origin_ = lib.origin;
+    library_origin_ = origin;
     installed_.store(true);
     LOG(INFO) << "Transport sunrise_link: library " << api_.version() << " loaded from "
               << library_origin_;

@@ -101,7 +101,6 @@ class SunriseLinkTransport : public Transport {
     static int32_t lookupRemoteBuffer(void* user_data, uint64_t segment_id, uint64_t addr,
                                       uint64_t length, int32_t refresh,
                                       sunrise_link_remote_buffer_t* out);
-    static void logLine(void* user_data, int32_t level, const char* msg);
     static void notifyProgress(void* user_data, uint64_t progress_token);
 
     Status fromCode(int32_t rc, const std::string& what) const;
