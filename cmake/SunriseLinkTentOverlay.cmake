@@ -1,29 +1,34 @@
-# sunrise-link: TENT overlay.
+# sunrise-link: the Mooncake overlay (TENT and the classic Transfer Engine).
 #
-# Builds Mooncake's TENT with the Sunrise Link transport and the Sunrise platform taken from
-# sunrise-link, without changing Mooncake's sources. Pass this file to Mooncake's configure
-# step as a project include:
+# Builds Mooncake with the Sunrise Link transports (TENT's and the classic engine's) and TENT's
+# Sunrise platform taken from sunrise-link, without changing Mooncake's sources. Pass this
+# file to Mooncake's configure step as a project include:
 #
 #   cmake -S <mooncake> -B <build> -DUSE_TENT=ON -DUSE_SUNRISE=ON \
 #         -DMC_TANGRT_ROOT=<Tang SDK root, or the emulator's root> \
 #         -DCMAKE_PROJECT_INCLUDE=<sunrise-link>/cmake/SunriseLinkTentOverlay.cmake
 #
 # What it does, at the end of Mooncake's top-level CMakeLists.txt (cmake_language(DEFER)):
-#   * the targets tent_xport_sunrise_link and platform_sunrise keep their names (so every
-#     consumer, tent_link_group included, links them unchanged) but are rebuilt from
-#     sunrise-link's cpp/ sources; upstream's Sunrise .cpp files are not compiled;
-#   * those two targets get no Tang include directory, link directory or Tang library: the
-#     Tang include directory that TENT's tent_interface hands to every TENT target is
-#     withheld from them, and their own copies are removed;
+#   * the classic engine's transport, sunrise_link_transport (an object library of
+#     `transport`), and, with USE_TENT, TENT's tent_xport_sunrise_link and platform_sunrise
+#     keep their names (so every consumer, transfer_engine and tent_link_group included,
+#     links them unchanged) but are rebuilt from sunrise-link's cpp/ sources; upstream's
+#     Sunrise .cpp files are not compiled;
+#   * those targets get no Tang include directory, link directory or Tang library: their own
+#     copies (and the Tang include directory every target inherits from Mooncake's top-level
+#     include_directories) are removed, and the one TENT's tent_interface hands to every
+#     TENT target is withheld from them;
 #   * sunrise-link's include/ directory is put first on the include path of every target
-#     under mooncake-transfer-engine/, so TENT's transport loader and platform selector
-#     compile against the drop-in headers tent/transport/sunrise_link/sunrise_link_transport.h
-#     and tent/platform/sunrise.h;
+#     under mooncake-transfer-engine/, so the classic engine's MultiTransport and TENT's
+#     transport loader and platform selector compile against the drop-in headers
+#     transport/sunrise_link_transport/sunrise_link_transport.h,
+#     tent/transport/sunrise_link/sunrise_link_transport.h and tent/platform/sunrise.h;
 #   * the path of libsunrise_link.so found at configure time (SUNRISE_LINK_LIBRARY_PATH) is
-#     baked into the transport as its default library location.
+#     baked into the transports as their default library location.
 #
-# The rest of Mooncake (tests, tebench, the classic engine) still uses MC_TANGRT_ROOT as
-# before; sunrise-link's emulated runtime root (make emu) can serve as that root.
+# The rest of Mooncake (tests, tebench, the classic engine's other files) still uses
+# MC_TANGRT_ROOT as before; sunrise-link's emulated runtime root (make emu) can serve as
+# that root.
 #
 # Requires CMake >= 3.19. Works from a sunrise-link source tree and from an installed
 # package (<prefix>/lib/cmake/SunriseLink/).
@@ -31,7 +36,7 @@
 include_guard(GLOBAL)
 
 if(CMAKE_VERSION VERSION_LESS 3.19)
-  message(FATAL_ERROR "sunrise-link TENT overlay needs CMake >= 3.19 (cmake_language(DEFER))")
+  message(FATAL_ERROR "sunrise-link overlay needs CMake >= 3.19 (cmake_language(DEFER))")
 endif()
 
 # --- Locate sunrise-link's headers and C++ sources -------------------------------------
@@ -56,11 +61,11 @@ elseif(_sunrise_link_prefix)
   set(SUNRISE_LINK_OVERLAY_CPP_DIR "${_sunrise_link_prefix}/share/sunrise_link/cpp")
   get_filename_component(_sunrise_link_lib_hints "${_sunrise_link_here}/../.." ABSOLUTE)
 else()
-  message(FATAL_ERROR "sunrise-link TENT overlay: cannot find cpp/ and include/ next to "
+  message(FATAL_ERROR "sunrise-link overlay: cannot find cpp/ and include/ next to "
                       "${_sunrise_link_here}")
 endif()
 
-# Default library location baked into the transport and the platform. Users can still
+# Default library location baked into the transports and the platform. Users can still
 # override it at run time (transports/sunrise_link/library_path, $SUNRISE_LINK_LIBRARY).
 if(NOT SUNRISE_LINK_LIBRARY_PATH)
   find_file(
@@ -76,7 +81,7 @@ if(NOT SUNRISE_LINK_LIBRARY_PATH)
   set(SUNRISE_LINK_LIBRARY_PATH
       "${_sunrise_link_default_lib}"
       CACHE FILEPATH
-            "Default path of libsunrise_link.so baked into TENT's sunrise_link transport")
+            "Default path of libsunrise_link.so baked into the sunrise_link transports")
 endif()
 
 # --- The replacement, run once Mooncake's top-level CMakeLists.txt is done --------------
@@ -164,15 +169,12 @@ function(_sunrise_link_targets_below dir out)
   set(${out} "${targets}" PARENT_SCOPE)
 endfunction()
 
-function(_sunrise_link_tent_overlay_apply)
-  if(NOT USE_TENT OR NOT USE_SUNRISE)
-    message(STATUS "sunrise-link TENT overlay: USE_TENT and USE_SUNRISE are not both ON; "
-                   "nothing replaced")
-    return()
-  endif()
+
+# TENT: tent_xport_sunrise_link and platform_sunrise.
+function(_sunrise_link_tent_targets)
   foreach(t tent_xport_sunrise_link platform_sunrise tent_interface tent_platform_all)
     if(NOT TARGET ${t})
-      message(FATAL_ERROR "sunrise-link TENT overlay: Mooncake defines no target ${t}; "
+      message(FATAL_ERROR "sunrise-link overlay: Mooncake defines no target ${t}; "
                           "this Mooncake version is not supported by the overlay")
     endif()
   endforeach()
@@ -201,8 +203,11 @@ function(_sunrise_link_tent_overlay_apply)
     set_property(TARGET tent_interface PROPERTY INTERFACE_INCLUDE_DIRECTORIES
                  "${iface_inc}")
   endif()
+endfunction()
 
-  # Our drop-in headers first on the include path of every transfer-engine target.
+# Our drop-in headers first on the include path of every transfer-engine target; sets <out>
+# to the number of targets.
+function(_sunrise_link_drop_ins_first out)
   _sunrise_link_targets_below("${CMAKE_SOURCE_DIR}" all_targets)
   set(te_dir "${CMAKE_SOURCE_DIR}/mooncake-transfer-engine")
   set(count 0)
@@ -223,14 +228,43 @@ function(_sunrise_link_tent_overlay_apply)
                  "${SUNRISE_LINK_OVERLAY_INCLUDE_DIR};${inc}")
     math(EXPR count "${count} + 1")
   endforeach()
+  set(${out} ${count} PARENT_SCOPE)
+endfunction()
+
+function(_sunrise_link_tent_overlay_apply)
+  if(NOT USE_SUNRISE)
+    message(STATUS "sunrise-link overlay: USE_SUNRISE is OFF; nothing replaced")
+    return()
+  endif()
+  set(replaced "")
+
+  # The classic engine's transport (mooncake-transfer-engine/src/transport/sunrise_link).
+  if(TARGET sunrise_link_transport)
+    _sunrise_link_rebuild_target(
+      sunrise_link_transport
+      "${SUNRISE_LINK_OVERLAY_CPP_DIR}/classic_sunrise_link_transport.cpp"
+      glog::glog ${CMAKE_DL_LIBS})
+    list(APPEND replaced sunrise_link_transport)
+  elseif(WITH_TE)
+    message(FATAL_ERROR "sunrise-link overlay: Mooncake defines no target "
+                        "sunrise_link_transport (the classic engine's Sunrise transport); "
+                        "this Mooncake version is not supported by the overlay")
+  endif()
+
+  if(USE_TENT)
+    _sunrise_link_tent_targets()
+    list(APPEND replaced tent_xport_sunrise_link platform_sunrise)
+  endif()
+  _sunrise_link_drop_ins_first(count)
 
   if(SUNRISE_LINK_LIBRARY_PATH)
     set(lib_note "default library ${SUNRISE_LINK_LIBRARY_PATH}")
   else()
     set(lib_note "no default library path (dlopen search; set SUNRISE_LINK_LIBRARY_PATH)")
   endif()
-  message(STATUS "sunrise-link TENT overlay: tent_xport_sunrise_link and platform_sunrise "
-                 "built from ${SUNRISE_LINK_OVERLAY_CPP_DIR}; drop-in headers first for "
+  list(JOIN replaced ", " replaced_text)
+  message(STATUS "sunrise-link overlay: ${replaced_text} built from "
+                 "${SUNRISE_LINK_OVERLAY_CPP_DIR}; drop-in headers first for "
                  "${count} targets; ${lib_note}")
 endfunction()
 
