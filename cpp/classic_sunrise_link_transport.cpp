@@ -10,8 +10,11 @@
 //     does, which carries (Submission, index) and a cleanup callback: the TransferTask's
 //     destructor (freeBatchID) hands the slice back, and the last one frees the sub-batch;
 //   * a library task that has ended is "claimed" once (an atomic flag per request) and its
-//     slice marked success or failure, either by getTransferStatus (the poller) or by the
-//     library's progress callback (so USE_EVENT_DRIVEN_COMPLETION waiters wake up too).
+//     slice marked success or failure: right after the submit for the copies the library
+//     carried out inside it (so USE_EVENT_DRIVEN_COMPLETION waiters see them end), else by
+//     the getTransferStatus that finds it ended (asynchronous copies end on a status query).
+//     No progress callback: it would run inside the library's own calls, where asking the
+//     library for a status is not allowed to nest.
 //
 // Remote buffers are looked up through TransferMetadata (getSegmentDescByID, forced when the
 // library asks for a refresh); registration publishes what upstream publishes (BufferDesc name
@@ -29,9 +32,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "memory_location.h"
@@ -52,11 +53,6 @@ struct ClassicCore {
     std::mutex life;
     std::string origin;
     std::shared_ptr<mooncake::TransferMetadata> metadata;
-
-    // Live submissions by progress token, for the library's progress callback.
-    std::shared_mutex submissions_mutex;
-    std::unordered_map<uint64_t, Submission*> submissions;
-    std::atomic<uint64_t> next_token{1};
 };
 
 // One library sub-batch and the slices of the requests submitted to it.
@@ -73,10 +69,7 @@ struct Submission {
     size_t count;
     std::unique_ptr<Request[]> requests;
     uint64_t sub_batch = 0;
-    uint64_t token = 0;
-    std::atomic<size_t> live{0};  // slices not yet handed back
-    std::mutex sweep_mutex;       // one progress sweep at a time
-    size_t sweep_from = 0;        // requests before it are claimed (under sweep_mutex)
+    std::atomic<size_t> live{0};  // slices not yet handed back (+1 while submitting)
 };
 
 namespace {
@@ -190,19 +183,19 @@ void finishRequest(Submission* sub, size_t i, const sunrise_link_task_status_t& 
         slice->markSuccess();
         return;
     }
-    ClassicCore& core = *sub->core;
-    char msg[512] = {0};
-    if (core.handle &&
-        core.api.task_error_get(core.handle, sub->sub_batch, i, msg, sizeof(msg)) !=
-            SUNRISE_LINK_OK) {
-        msg[0] = '\0';
+    // The library logs every failure at ERROR (rate-limited); the task's own message here.
+    if (VLOG_IS_ON(1)) {
+        ClassicCore& core = *sub->core;
+        char msg[512] = {0};
+        if (core.handle &&
+            core.api.task_error_get(core.handle, sub->sub_batch, i, msg, sizeof(msg)) !=
+                SUNRISE_LINK_OK) {
+            msg[0] = '\0';
+        }
+        VLOG(1) << "[sunrise_link] transfer of " << slice->length << " bytes "
+                << (slice->opcode == Transport::TransferRequest::READ ? "from" : "to")
+                << " segment " << slice->target_id << " failed: " << (msg[0] ? msg : "(no message)");
     }
-    LOG_EVERY_N(ERROR, 1000) << "[sunrise_link] transfer of " << slice->length << " bytes "
-                             << (slice->opcode == Transport::TransferRequest::READ ? "from"
-                                                                                   : "to")
-                             << " segment " << slice->target_id << " failed: "
-                             << (msg[0] ? msg : "(no message)") << " (" << google::COUNTER
-                             << " failed so far)";
     slice->markFailed();
 }
 
@@ -223,27 +216,9 @@ bool pollRequest(Submission* sub, size_t i) {
     return true;
 }
 
-// The library's progress callback: some task of the sub-batch has ended. Reports, in order,
-// every request that has ended, stopping at the first that still runs (the callback for that
-// one comes later and continues from there).
-void notifyProgress(void* user_data, uint64_t token) {
-    auto* core = static_cast<ClassicCore*>(user_data);
-    if (!core) return;
-    std::shared_lock<std::shared_mutex> lock(core->submissions_mutex);
-    auto it = core->submissions.find(token);
-    if (it == core->submissions.end()) return;
-    Submission* sub = it->second;
-    std::lock_guard<std::mutex> sweep(sub->sweep_mutex);
-    while (sub->sweep_from < sub->count && pollRequest(sub, sub->sweep_from)) ++sub->sweep_from;
-}
-
 // Frees a submission whose slices have all been handed back.
 void destroySubmission(Submission* sub) {
     ClassicCore& core = *sub->core;
-    {
-        std::unique_lock<std::shared_mutex> lock(core.submissions_mutex);
-        core.submissions.erase(sub->token);
-    }
     {
         std::lock_guard<std::mutex> life(core.life);
         if (core.handle && sub->sub_batch) {
@@ -256,12 +231,16 @@ void destroySubmission(Submission* sub) {
     delete sub;
 }
 
+void dropReference(Submission* sub) {
+    if (sub->live.fetch_sub(1, std::memory_order_acq_rel) == 1) destroySubmission(sub);
+}
+
 // The slice's cleanup callback: the TransferTask holding it is being destroyed.
 void releaseSlice(Transport::Slice* slice) {
     auto* sub = static_cast<Submission*>(slice->local.cuda_stream);
     if (!sub) return;
     slice->local.cuda_stream = nullptr;
-    if (sub->live.fetch_sub(1, std::memory_order_acq_rel) == 1) destroySubmission(sub);
+    dropReference(sub);
 }
 
 // Fills a slice for request `req` of `task` and appends it to the task (slice_count + 1).
@@ -363,7 +342,7 @@ int SunriseLinkTransport::install(std::string& local_server_name,
     cb.user_data = &core;
     cb.lookup_remote_buffer = &sunrise_link_cpp::lookupRemoteBuffer;
     cb.log = &sunrise_link_cpp::logToGlog;
-    cb.notify_progress = &sunrise_link_cpp::notifyProgress;
+    cb.notify_progress = nullptr;  // see the top of this file
     cb.local_machine_id = nullptr;  // the classic segment descriptor has no machine id
 
     sunrise_link_transport_t* t = nullptr;
@@ -553,8 +532,7 @@ Status SunriseLinkTransport::submitTransferTask(const std::vector<TransferTask*>
     while (total > 0) {
         size_t n = total < sunrise_link_cpp::kMaxSubmission ? total : sunrise_link_cpp::kMaxSubmission;
         auto* sub = new Submission(core_, n);
-        sub->token = core.next_token.fetch_add(1, std::memory_order_relaxed);
-        int32_t rc = core.api.sub_batch_allocate(core.handle, n, sub->token, &sub->sub_batch);
+        int32_t rc = core.api.sub_batch_allocate(core.handle, n, 0, &sub->sub_batch);
         if (rc != SUNRISE_LINK_OK) {
             delete sub;
             return failRest(sunrise_link_cpp::toStatus(
@@ -585,11 +563,9 @@ Status SunriseLinkTransport::submitTransferTask(const std::vector<TransferTask*>
                 r_in = 0;
             }
         }
-        sub->live.store(n, std::memory_order_release);
-        {
-            std::unique_lock<std::shared_mutex> lock(core.submissions_mutex);
-            core.submissions[sub->token] = sub;
-        }
+        // One reference per slice, and one held by this call until it is done with `sub`: once
+        // its last request is reported the batch may be freed on another thread.
+        sub->live.store(n + 1, std::memory_order_release);
         rc = core.api.submit(core.handle, sub->sub_batch, reqs.data(), reqs.size());
         if (rc != SUNRISE_LINK_OK) {
             // Nothing was queued: these requests end as failed now, so the batch can still be
@@ -600,8 +576,12 @@ Status SunriseLinkTransport::submitTransferTask(const std::vector<TransferTask*>
                 failed.status = SUNRISE_LINK_TASK_FAILED;
                 sunrise_link_cpp::finishRequest(sub, i, failed);
             }
+            sunrise_link_cpp::dropReference(sub);
             return failRest(s);
         }
+        // Report what ended inside the submit (every synchronous copy) now.
+        for (size_t i = 0; i < n; ++i) sunrise_link_cpp::pollRequest(sub, i);
+        sunrise_link_cpp::dropReference(sub);
         total -= n;
     }
     return Status::OK();
