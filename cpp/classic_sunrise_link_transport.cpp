@@ -328,7 +328,8 @@ int SunriseLinkTransport::install(std::string& local_server_name,
         return ERR_INVALID_ARGUMENT;
     }
     std::string why;
-    if (!sunrise_link_cpp::loadTransportPlugin("", &core.api, &core.origin, &why)) {
+    // No config key for the path: the classic engine has no transport config.
+    if (!sunrise_link_cpp::loadTransportPlugin("", &core.api, &core.origin, &why, nullptr)) {
         LOG(ERROR) << why;
         return ERR_INVALID_ARGUMENT;
     }

@@ -69,8 +69,10 @@ inline std::vector<std::pair<std::string, std::string>> libraryCandidates(
 }
 
 // Opens the library. On failure returns false and sets *why to a message naming every path
-// tried and the loader's reason for each.
-inline bool openLibrary(const std::string& configured, Library* lib, std::string* why) {
+// tried and the loader's reason for each. `config_key` is the host's config key for the path,
+// named in the message (NULL for a host without one, such as the classic engine).
+inline bool openLibrary(const std::string& configured, Library* lib, std::string* why,
+                        const char* config_key = kLibraryPathKey) {
     std::string errors;
     for (const auto& cand : libraryCandidates(configured)) {
         ::dlerror();
@@ -92,7 +94,8 @@ inline bool openLibrary(const std::string& configured, Library* lib, std::string
     }
 #endif
     *why = "cannot load the sunrise_link library: " + errors +
-           ". Set " + kLibraryPathKey + " or $" + kLibraryEnv + " to its path";
+           ". Set " + (config_key ? std::string(config_key) + " or " : std::string()) +
+           "$" + kLibraryEnv + " to its path";
     return false;
 }
 
@@ -148,14 +151,15 @@ inline bool requiredSlotsPresent(const sunrise_link_transport_plugin_t& t, std::
     return true;
 }
 
-// Opens the library (openLibrary) and fills *table with its transport plugin table, checked:
-// the ABI version, the table size and every required slot. On failure returns false and
-// sets *why to a message naming the library and what is wrong; *table is then untouched.
+// Opens the library (openLibrary, `config_key` as there) and fills *table with its transport
+// plugin table, checked: the ABI version, the table size and every required slot. On failure
+// returns false and sets *why to a message naming the library and what is wrong; *table is
+// then untouched.
 inline bool loadTransportPlugin(const std::string& configured,
                                 sunrise_link_transport_plugin_t* table, std::string* origin,
-                                std::string* why) {
+                                std::string* why, const char* config_key = kLibraryPathKey) {
     Library lib;
-    if (!openLibrary(configured, &lib, why)) return false;
+    if (!openLibrary(configured, &lib, why, config_key)) return false;
     int32_t (*plugin_get)(sunrise_link_transport_plugin_t*) = nullptr;
     if (!resolve(lib, "sunrise_link_transport_plugin_get", &plugin_get, why)) {
         *why = "sunrise_link: " + *why;
