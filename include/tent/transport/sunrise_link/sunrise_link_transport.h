@@ -2,7 +2,7 @@
 //
 // Same path, namespace and class name as TENT's own header, so TENT's transport loader
 // compiles unchanged; every call is forwarded to libsunrise_link.so, which install() opens
-// with dlopen (see the README, "Using sunrise-link in Mooncake TENT", for the lookup order). If the library cannot be
+// with dlopen (see docs/integration.md for the lookup order). If the library cannot be
 // loaded, install() fails with a Status naming the cause and TENT carries on without the
 // transport. No Tang runtime header is needed to compile this file.
 
