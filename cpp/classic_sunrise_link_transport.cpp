@@ -53,6 +53,12 @@ struct ClassicCore {
     std::mutex life;
     std::string origin;
     std::shared_ptr<mooncake::TransferMetadata> metadata;
+
+    // Finished submissions whose library sub-batch is kept to be renewed in place
+    // (sub_batch_recycle) by a later submit; they hold no reference to the core. Filled
+    // under `life` while the library transport is live; emptied by the owner's destructor.
+    std::mutex pool_mutex;
+    std::vector<Submission*> pool;
 };
 
 // One library sub-batch and the slices of the requests submitted to it.
@@ -63,10 +69,26 @@ struct Submission {
     };
 
     Submission(std::shared_ptr<ClassicCore> c, size_t n)
-        : core(std::move(c)), count(n), requests(new Request[n]) {}
+        : core(std::move(c)), count(n), capacity(n), requests(new Request[n]) {}
+
+    // Makes a pooled submission ready for `n` requests (its sub-batch already renewed).
+    void reuse(std::shared_ptr<ClassicCore> c, size_t n) {
+        core = std::move(c);
+        if (capacity < n) {
+            requests.reset(new Request[n]);
+            capacity = n;
+        } else {
+            for (size_t i = 0; i < n; ++i) {
+                requests[i].claimed.store(false, std::memory_order_relaxed);
+                requests[i].slice = nullptr;
+            }
+        }
+        count = n;
+    }
 
     std::shared_ptr<ClassicCore> core;
-    size_t count;
+    size_t count;     // requests of the current use
+    size_t capacity;  // size of `requests`
     std::unique_ptr<Request[]> requests;
     uint64_t sub_batch = 0;
     std::atomic<size_t> live{0};  // slices not yet handed back (+1 while submitting)
@@ -217,11 +239,24 @@ bool pollRequest(Submission* sub, size_t i) {
 }
 
 // Frees a submission whose slices have all been handed back.
+// Submissions kept for renewal; beyond that their sub-batches are freed.
+constexpr size_t kPooledSubmissions = 64;
+
+// Frees a submission whose slices have all been handed back, or keeps it (with its library
+// sub-batch) for a later submit when the library can renew a sub-batch in place.
 void destroySubmission(Submission* sub) {
-    ClassicCore& core = *sub->core;
+    std::shared_ptr<ClassicCore> keep = std::move(sub->core);
+    ClassicCore& core = *keep;
     {
         std::lock_guard<std::mutex> life(core.life);
         if (core.handle && sub->sub_batch) {
+            if (core.api.sub_batch_recycle) {
+                std::lock_guard<std::mutex> lock(core.pool_mutex);
+                if (core.pool.size() < kPooledSubmissions) {
+                    core.pool.push_back(sub);
+                    return;
+                }
+            }
             int32_t rc = core.api.sub_batch_free(core.handle, sub->sub_batch);
             if (rc != SUNRISE_LINK_OK) {
                 LOG(WARNING) << describe(core, "freeing a sub-batch");
@@ -229,6 +264,38 @@ void destroySubmission(Submission* sub) {
         }
     }
     delete sub;
+}
+
+// A submission for `n` requests: a pooled one whose sub-batch the library renews in place,
+// else a new one with a new sub-batch. Null with *rc set when the library refuses.
+Submission* takeSubmission(const std::shared_ptr<ClassicCore>& core, size_t n, int32_t* rc) {
+    Submission* sub = nullptr;
+    if (core->api.sub_batch_recycle) {
+        std::lock_guard<std::mutex> lock(core->pool_mutex);
+        if (!core->pool.empty()) {
+            sub = core->pool.back();
+            core->pool.pop_back();
+        }
+    }
+    if (sub) {
+        uint64_t renewed = 0;
+        *rc = core->api.sub_batch_recycle(core->handle, sub->sub_batch, n, 0, &renewed);
+        if (*rc == SUNRISE_LINK_OK) {
+            sub->sub_batch = renewed;
+            sub->reuse(core, n);
+            return sub;
+        }
+        // Refused (a size out of range): the old sub-batch is still live.
+        core->api.sub_batch_free(core->handle, sub->sub_batch);
+        delete sub;
+    }
+    sub = new Submission(core, n);
+    *rc = core->api.sub_batch_allocate(core->handle, n, 0, &sub->sub_batch);
+    if (*rc != SUNRISE_LINK_OK) {
+        delete sub;
+        return nullptr;
+    }
+    return sub;
 }
 
 void dropReference(Submission* sub) {
@@ -311,7 +378,10 @@ SunriseLinkTransport::~SunriseLinkTransport() {
         std::lock_guard<std::mutex> life(core_->life);
         core_->handle = nullptr;
     }
-    core_->api.destroy(t);
+    core_->api.destroy(t);  // frees the pooled submissions' sub-batches too
+    std::lock_guard<std::mutex> lock(core_->pool_mutex);
+    for (Submission* sub : core_->pool) delete sub;
+    core_->pool.clear();
 }
 
 int SunriseLinkTransport::install(std::string& local_server_name,
@@ -532,10 +602,9 @@ Status SunriseLinkTransport::submitTransferTask(const std::vector<TransferTask*>
     };
     while (total > 0) {
         size_t n = total < sunrise_link_cpp::kMaxSubmission ? total : sunrise_link_cpp::kMaxSubmission;
-        auto* sub = new Submission(core_, n);
-        int32_t rc = core.api.sub_batch_allocate(core.handle, n, 0, &sub->sub_batch);
-        if (rc != SUNRISE_LINK_OK) {
-            delete sub;
+        int32_t rc = SUNRISE_LINK_OK;
+        Submission* sub = sunrise_link_cpp::takeSubmission(core_, n, &rc);
+        if (!sub) {
             return failRest(sunrise_link_cpp::toStatus(
                 core, rc, "allocating a sub-batch of " + std::to_string(n) + " requests"));
         }
