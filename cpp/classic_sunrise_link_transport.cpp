@@ -8,7 +8,8 @@
 //     request, at most kMaxSubmission requests each);
 //   * one Slice per request, pushed to the task's slice_list like every classic transport
 //     does, which carries (Submission, index) and a cleanup callback: the TransferTask's
-//     destructor (freeBatchID) hands the slice back, and the last one frees the sub-batch;
+//     destructor (freeBatchID) hands the slice back, and the last one frees the sub-batch
+//     or, when the library can renew it in place, keeps it for a later submit;
 //   * a library task that has ended is "claimed" once (an atomic flag per request) and its
 //     slice marked success or failure: right after the submit for the copies the library
 //     carried out inside it (so USE_EVENT_DRIVEN_COMPLETION waiters see them end), else by
