@@ -288,34 +288,49 @@ Status SunriseLinkTransport::uninstall() {
 // ---------------------------------------------------------------------------------------
 // Sub-batches, submit, poll, cancel
 
+size_t SunriseLinkTransport::poolShard() {
+    static std::atomic<size_t> next{0};
+    thread_local size_t shard = next.fetch_add(1, std::memory_order_relaxed) % kPoolShards;
+    return shard;
+}
+
 SunriseLinkSubBatch* SunriseLinkTransport::takePooled() {
+    PoolShard& s = pool_[poolShard()];
     SunriseLinkSubBatch* b = nullptr;
-    while (pool_lock_.test_and_set(std::memory_order_acquire)) {
+    while (s.lock.test_and_set(std::memory_order_acquire)) {
     }
-    if (!pool_.empty()) {
-        b = pool_.back();
-        pool_.pop_back();
+    if (!s.items.empty()) {
+        b = s.items.back();
+        s.items.pop_back();
     }
-    pool_lock_.clear(std::memory_order_release);
+    s.lock.clear(std::memory_order_release);
     return b;
 }
 
 bool SunriseLinkTransport::pool(SunriseLinkSubBatch* b) {
+    PoolShard& s = pool_[poolShard()];
     bool kept = false;
-    while (pool_lock_.test_and_set(std::memory_order_acquire)) {
+    while (s.lock.test_and_set(std::memory_order_acquire)) {
     }
-    if (pool_.size() < kPooledSubBatches) {
-        pool_.push_back(b);
+    if (s.items.size() < kPooledPerShard) {
+        s.items.push_back(b);
         kept = true;
     }
-    pool_lock_.clear(std::memory_order_release);
+    s.lock.clear(std::memory_order_release);
     return kept;
 }
 
 void SunriseLinkTransport::drainPool() {
-    for (SunriseLinkSubBatch* b = takePooled(); b; b = takePooled()) {
-        if (handle_) api_.sub_batch_free(handle_, b->handle);
-        delete b;
+    for (PoolShard& s : pool_) {
+        while (s.lock.test_and_set(std::memory_order_acquire)) {
+        }
+        std::vector<SunriseLinkSubBatch*> items;
+        items.swap(s.items);
+        s.lock.clear(std::memory_order_release);
+        for (SunriseLinkSubBatch* b : items) {
+            if (handle_) api_.sub_batch_free(handle_, b->handle);
+            delete b;
+        }
     }
 }
 

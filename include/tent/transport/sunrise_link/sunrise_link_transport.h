@@ -120,9 +120,16 @@ class SunriseLinkTransport : public Transport {
 
     // Sub-batches TENT freed, kept (live in the library) for its next allocations, which then
     // cost one sub_batch_recycle call instead of a free and an allocate.
-    static constexpr size_t kPooledSubBatches = 64;
-    std::atomic_flag pool_lock_ = ATOMIC_FLAG_INIT;
-    std::vector<SunriseLinkSubBatch*> pool_;
+    // Sharded by thread, so threads that allocate and free sub-batches side by side share no
+    // lock (each shard on cache lines of its own).
+    static constexpr size_t kPoolShards = 16;
+    static constexpr size_t kPooledPerShard = 8;
+    struct alignas(64) PoolShard {
+        std::atomic_flag lock = ATOMIC_FLAG_INIT;
+        std::vector<SunriseLinkSubBatch*> items;
+    };
+    PoolShard pool_[kPoolShards];
+    static size_t poolShard();
     SunriseLinkSubBatch* takePooled();
     bool pool(SunriseLinkSubBatch* b);
     void drainPool();
