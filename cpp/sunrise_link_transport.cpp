@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstring>
 #include <mutex>
+#include <new>
 #include <string>
 #include <typeinfo>
 #include <vector>
@@ -334,18 +335,70 @@ void SunriseLinkTransport::drainPool() {
     }
 }
 
+namespace {
+
+uint64_t tokenOf(SunriseLinkSubBatch* b) {
+    return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(b));
+}
+
+// Most tasks of a sub-batch whose lengths are kept for answering statuses here (8 MiB);
+// a larger sub-batch asks the library for every status.
+constexpr size_t kMaxKeptLengths = size_t(1) << 20;
+
+// A fresh (or renewed) sub-batch of max_size tasks: nothing submitted, nothing known done,
+// room for max_size lengths (allocated only when it grows).
+void startOver(SunriseLinkSubBatch* b, size_t max_size) {
+    b->max_size = max_size;
+    b->submitted.store(0, std::memory_order_relaxed);
+    b->known_done.store(0, std::memory_order_relaxed);
+    if (b->lens_cap < max_size && max_size <= kMaxKeptLengths) {
+        b->lens.reset(new (std::nothrow) uint64_t[max_size]);
+        b->lens_cap = b->lens ? max_size : 0;
+    }
+}
+
+}  // namespace
+
+bool SunriseLinkTransport::renewPooled(SunriseLinkSubBatch* b, size_t max_size) {
+    // The library accepted max_size before for this sub-batch (its limit is fixed while
+    // installed): the renewal can wait for the first submit.
+    if (api_.submit_ex && max_size != 0 && max_size <= b->max_size) {
+        b->renew_pending = true;
+    } else {
+        uint64_t renewed = 0;
+        if (api_.sub_batch_recycle(handle_, b->handle, max_size, tokenOf(b), &renewed) !=
+            SUNRISE_LINK_OK) {
+            return false;
+        }
+        b->handle = renewed;
+        b->renew_pending = false;
+    }
+    startOver(b, max_size);
+    return true;
+}
+
+Status SunriseLinkTransport::liveBatch(SubBatchRef batch, SunriseLinkSubBatch** out) {
+    auto* b = checkedBatch(batch);
+    if (!b) return Status::InvalidArgument("sunrise_link: not a sunrise_link sub-batch");
+    if (!installed_.load()) return Status::InvalidArgument("sunrise_link: not installed");
+    if (b->renew_pending) {
+        uint64_t renewed = 0;
+        int32_t rc =
+            api_.sub_batch_recycle(handle_, b->handle, b->max_size, tokenOf(b), &renewed);
+        if (rc != SUNRISE_LINK_OK) return fromCode(rc, "sub-batch renew");
+        b->handle = renewed;
+        b->renew_pending = false;
+    }
+    *out = b;
+    return Status::OK();
+}
+
 Status SunriseLinkTransport::allocateSubBatch(SubBatchRef& batch, size_t max_size) {
     if (!installed_.load()) {
         return Status::InvalidArgument("sunrise_link: not installed" LOC_MARK);
     }
     if (SunriseLinkSubBatch* p = api_.sub_batch_recycle ? takePooled() : nullptr) {
-        uint64_t renewed = 0;
-        uint64_t token = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p));
-        if (api_.sub_batch_recycle(handle_, p->handle, max_size, token, &renewed) ==
-            SUNRISE_LINK_OK) {
-            p->handle = renewed;
-            p->max_size = max_size;
-            p->submitted.store(0, std::memory_order_relaxed);
+        if (renewPooled(p, max_size)) {
             batch = p;
             return Status::OK();
         }
@@ -354,12 +407,12 @@ Status SunriseLinkTransport::allocateSubBatch(SubBatchRef& batch, size_t max_siz
         delete p;
     }
     auto* b = new SunriseLinkSubBatch(this, max_size);
-    uint64_t token = static_cast<uint64_t>(reinterpret_cast<uintptr_t>(b));
-    int32_t rc = api_.sub_batch_allocate(handle_, max_size, token, &b->handle);
+    int32_t rc = api_.sub_batch_allocate(handle_, max_size, tokenOf(b), &b->handle);
     if (rc != SUNRISE_LINK_OK) {
         delete b;
         return fromCode(rc, "sub-batch allocate (" + std::to_string(max_size) + " tasks)");
     }
+    startOver(b, max_size);
     batch = b;
     return Status::OK();
 }
@@ -403,8 +456,35 @@ Status SunriseLinkTransport::submitTransferTasks(SubBatchRef batch,
         q.length = r.length;
         reqs.push_back(q);
     }
-    int32_t rc = api_.submit(handle_, b->handle, reqs.data(), reqs.size());
+    if (!api_.submit_ex) {
+        int32_t rc = api_.submit(handle_, b->handle, reqs.data(), reqs.size());
+        if (rc != SUNRISE_LINK_OK) return fromCode(rc, "submit");
+        b->submitted.fetch_add(reqs.size(), std::memory_order_acq_rel);
+        return Status::OK();
+    }
+    sunrise_link_submit_ex_t io{};
+    if (b->renew_pending) {
+        io.flags = SUNRISE_LINK_SUBMIT_RENEW;
+        io.max_size = b->max_size;
+        io.progress_token = tokenOf(b);
+    }
+    int32_t rc = api_.submit_ex(handle_, b->handle, reqs.data(), reqs.size(), &io);
+    if (io.sub_batch != 0 && io.sub_batch != b->handle) {
+        b->handle = io.sub_batch;  // renewed (also when the submit after it failed)
+        b->renew_pending = false;
+    }
     if (rc != SUNRISE_LINK_OK) return fromCode(rc, "submit");
+    // Tasks that completed in full are answered here from now on, if they extend the run of
+    // such tasks from task 0 (the only run kept).
+    uint64_t first = io.first_task;
+    uint64_t n = std::min<uint64_t>(io.completed, reqs.size());
+    if (n > 0 && first + n <= b->lens_cap &&
+        b->known_done.load(std::memory_order_relaxed) == first) {
+        for (uint64_t i = 0; i < n; ++i) b->lens[first + i] = reqs[i].length;
+        uint64_t expected = first;
+        b->known_done.compare_exchange_strong(expected, first + n, std::memory_order_release,
+                                              std::memory_order_relaxed);
+    }
     b->submitted.fetch_add(reqs.size(), std::memory_order_acq_rel);
     return Status::OK();
 }
@@ -415,6 +495,13 @@ Status SunriseLinkTransport::getTransferStatus(SubBatchRef batch, int task_id,
     if (!b) return Status::InvalidArgument("sunrise_link: not a sunrise_link sub-batch");
     if (!installed_.load()) return Status::InvalidArgument("sunrise_link: not installed");
     if (task_id < 0) return Status::InvalidArgument("sunrise_link: negative task id");
+    if (static_cast<uint64_t>(task_id) < b->known_done.load(std::memory_order_acquire)) {
+        status.s = COMPLETED;
+        status.transferred_bytes = static_cast<size_t>(b->lens[task_id]);
+        return Status::OK();
+    }
+    Status live = liveBatch(batch, &b);
+    if (!live.ok()) return live;
     sunrise_link_task_status_t st{};
     int32_t rc = api_.task_status_get(handle_, b->handle, static_cast<uint64_t>(task_id), &st);
     if (rc != SUNRISE_LINK_OK) {
@@ -437,9 +524,9 @@ bool SunriseLinkTransport::supportsCancellation() const {
 }
 
 Status SunriseLinkTransport::cancelTransferTask(SubBatchRef batch, int task_id) {
-    auto* b = checkedBatch(batch);
-    if (!b) return Status::InvalidArgument("sunrise_link: not a sunrise_link sub-batch");
-    if (!installed_.load()) return Status::InvalidArgument("sunrise_link: not installed");
+    SunriseLinkSubBatch* b = nullptr;
+    Status live = liveBatch(batch, &b);
+    if (!live.ok()) return live;
     if (task_id < 0) return Status::InvalidArgument("sunrise_link: negative task id");
     return fromCode(api_.task_cancel(handle_, b->handle, static_cast<uint64_t>(task_id)),
                     "cancel task " + std::to_string(task_id));

@@ -20,7 +20,7 @@
 
 // Version of the C ABI (the plugin table and the structs it takes). Bumped when a slot is
 // appended; never when one is changed (slots are never changed or removed).
-#define SUNRISE_LINK_ABI_VERSION 2
+#define SUNRISE_LINK_ABI_VERSION 3
 
 // Success.
 #define SUNRISE_LINK_OK 0
@@ -67,6 +67,10 @@
 
 // TENT `kMalformedJson`; never returned by the library (see INVALID_METADATA_TYPE).
 #define SUNRISE_LINK_MALFORMED_JSON 133
+
+// `sunrise_link_submit_ex_t::flags`: renew the sub-batch first, as
+// `sunrise_link_sub_batch_recycle` with the struct's `max_size` and `progress_token`.
+#define SUNRISE_LINK_SUBMIT_RENEW 1
 
 // `LOCATION_LEN` of TENT's device_plugin.h.
 #define SUNRISE_LINK_DEVICE_LOCATION_LEN 32
@@ -276,6 +280,26 @@ typedef struct sunrise_link_request_t {
   uint64_t length;
 } sunrise_link_request_t;
 
+// In and out of `sunrise_link_transfer_submit_ex` (ABI version 3).
+typedef struct sunrise_link_submit_ex_t {
+  // In: 0, or `SUNRISE_LINK_SUBMIT_RENEW`; other bits are InvalidArgument.
+  uint32_t flags;
+  // In: 0.
+  uint32_t reserved;
+  // In, with `SUNRISE_LINK_SUBMIT_RENEW`: the renewed sub-batch's capacity in tasks.
+  uint64_t max_size;
+  // In, with `SUNRISE_LINK_SUBMIT_RENEW`: the renewed sub-batch's progress token.
+  uint64_t progress_token;
+  // Out: the sub-batch's live handle (a new one after a renewal; the old one is stale).
+  uint64_t sub_batch;
+  // Out: the id of the first task this call appended (the sub-batch's size before it).
+  uint64_t first_task;
+  // Out: how many tasks, from `first_task` on, were COMPLETED with their request's full
+  // length when the call returned. Such a task never changes again, so a host may answer
+  // its status itself; the status of every later task is asked as usual.
+  uint64_t completed;
+} sunrise_link_submit_ex_t;
+
 // Status of one task, from one atomic load.
 typedef struct sunrise_link_task_status_t {
   // `SUNRISE_LINK_TASK_*` (TENT `TransferStatusEnum`).
@@ -395,6 +419,12 @@ typedef struct sunrise_link_transport_plugin_t {
                                uint64_t,
                                uint64_t,
                                uint64_t*);
+  // `sunrise_link_transfer_submit_ex` (ABI version 3; checked for as above).
+  int32_t (*submit_ex)(struct sunrise_link_transport_t*,
+                       uint64_t,
+                       const struct sunrise_link_request_t*,
+                       size_t,
+                       struct sunrise_link_submit_ex_t*);
 } sunrise_link_transport_plugin_t;
 
 #ifdef __cplusplus
@@ -512,6 +542,25 @@ int32_t sunrise_link_transfer_submit(struct sunrise_link_transport_t *t,
                                      uint64_t sub_batch,
                                      const struct sunrise_link_request_t *requests,
                                      size_t count);
+
+// `sunrise_link_transfer_submit` that also says how it went, and optionally renews the
+// sub-batch first (ABI version 3). With `SUNRISE_LINK_SUBMIT_RENEW` in `io->flags` the
+// sub-batch is first renewed exactly as by `sunrise_link_sub_batch_recycle(sub_batch,
+// io->max_size, io->progress_token)`; a renewal that cannot be done (handle not live, size
+// out of range, more requests than `io->max_size`, transport not installed) is refused with
+// nothing changed. On return `io->sub_batch` names the live handle (also when the submit
+// after a renewal failed), and on success `io->first_task` and `io->completed` say which
+// tasks were appended and how many of them, from the first on, completed with their full
+// length: a host may answer their status without asking.
+//
+// # Safety
+// `t` is a live handle; `requests` points to `count` requests (may be NULL if `count` is 0);
+// `io` points to a readable and writable `sunrise_link_submit_ex_t`.
+int32_t sunrise_link_transfer_submit_ex(struct sunrise_link_transport_t *t,
+                                        uint64_t sub_batch,
+                                        const struct sunrise_link_request_t *requests,
+                                        size_t count,
+                                        struct sunrise_link_submit_ex_t *io);
 
 // Writes the status of task `task_id` (one atomic load; for a task whose asynchronous copy
 // is in flight, also one query of its event). A task id at or beyond the sub-batch's size is

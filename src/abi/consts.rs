@@ -20,7 +20,7 @@ macro_rules! c_constants {
 c_constants! {
     /// Version of the C ABI (the plugin table and the structs it takes). Bumped when a slot is
     /// appended; never when one is changed (slots are never changed or removed).
-    SUNRISE_LINK_ABI_VERSION: u32 = 2;
+    SUNRISE_LINK_ABI_VERSION: u32 = 3;
 
     /// Success.
     SUNRISE_LINK_OK: i32 = code::OK;
@@ -53,6 +53,10 @@ c_constants! {
     SUNRISE_LINK_RPC_SERVICE_ERROR: i32 = 132;
     /// TENT `kMalformedJson`; never returned by the library (see INVALID_METADATA_TYPE).
     SUNRISE_LINK_MALFORMED_JSON: i32 = 133;
+
+    /// `sunrise_link_submit_ex_t::flags`: renew the sub-batch first, as
+    /// `sunrise_link_sub_batch_recycle` with the struct's `max_size` and `progress_token`.
+    SUNRISE_LINK_SUBMIT_RENEW: u32 = 1;
 
     /// `LOCATION_LEN` of TENT's device_plugin.h.
     SUNRISE_LINK_DEVICE_LOCATION_LEN: usize = 32;
@@ -148,7 +152,7 @@ mod tests {
         let mut codes: Vec<_> = C_CONSTANTS
             .iter()
             .filter(|(n, ..)| {
-                !["TASK_", "LOG_", "PATH_", "OP_", "_LEN", "ABI_", "LATENCY"]
+                !["TASK_", "LOG_", "PATH_", "OP_", "_LEN", "ABI_", "LATENCY", "SUBMIT_"]
                     .iter()
                     .any(|p| n.contains(p))
             })

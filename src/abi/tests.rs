@@ -118,6 +118,10 @@ fn every_export_runs_inside_the_boundary() {
                 Box::new(move || sunrise_link_transfer_submit(t, 1, null(), 0) == E),
             ),
             (
+                "sunrise_link_transfer_submit_ex",
+                Box::new(move || sunrise_link_transfer_submit_ex(t, 1, null(), 0, null_mut()) == E),
+            ),
+            (
                 "sunrise_link_task_status_get",
                 Box::new(move || sunrise_link_task_status_get(t, 1, 0, null_mut()) == E),
             ),
@@ -355,7 +359,8 @@ fn layouts() {
     );
     assert_eq!(size_of::<sunrise_link_capabilities_t>(), 8);
     assert_eq!(size_of::<sunrise_link_stats_t>(), (8 * 3 + 6 + 40) * 8);
-    assert_eq!(size_of::<sunrise_link_transport_plugin_t>(), 8 + 23 * 8);
+    assert_eq!(size_of::<sunrise_link_transport_plugin_t>(), 8 + 24 * 8);
+    assert_eq!(size_of::<sunrise_link_submit_ex_t>(), 48);
     assert_eq!(size_of::<sunrise_link_device_plugin_t>(), 72);
     assert_eq!(size_of::<sunrise_link_location_t>(), 48);
 }

@@ -112,6 +112,27 @@ pub struct sunrise_link_task_status_t {
     pub transferred_bytes: u64,
 }
 
+/// In and out of `sunrise_link_transfer_submit_ex` (ABI version 3).
+#[repr(C)]
+pub struct sunrise_link_submit_ex_t {
+    /// In: 0, or `SUNRISE_LINK_SUBMIT_RENEW`; other bits are InvalidArgument.
+    pub flags: u32,
+    /// In: 0.
+    pub reserved: u32,
+    /// In, with `SUNRISE_LINK_SUBMIT_RENEW`: the renewed sub-batch's capacity in tasks.
+    pub max_size: u64,
+    /// In, with `SUNRISE_LINK_SUBMIT_RENEW`: the renewed sub-batch's progress token.
+    pub progress_token: u64,
+    /// Out: the sub-batch's live handle (a new one after a renewal; the old one is stale).
+    pub sub_batch: u64,
+    /// Out: the id of the first task this call appended (the sub-batch's size before it).
+    pub first_task: u64,
+    /// Out: how many tasks, from `first_task` on, were COMPLETED with their request's full
+    /// length when the call returned. Such a task never changes again, so a host may answer
+    /// its status itself; the status of every later task is asked as usual.
+    pub completed: u64,
+}
+
 /// TENT `Transport::Capabilities` plus what this transport supports (1 = yes).
 #[repr(C)]
 pub struct sunrise_link_capabilities_t {

@@ -104,6 +104,15 @@ pub struct Request {
     pub length: u64,
 }
 
+/// What one submit did: the id of its first task, and how many of its tasks, from that one
+/// on, were COMPLETED with their request's full length when it returned (a host may answer
+/// their status without asking again: a completed task never changes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submitted {
+    pub first: u64,
+    pub completed: u64,
+}
+
 /// What the host reports about a remote buffer (one `BufferDesc` of a remote segment).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemoteBuffer {

@@ -236,6 +236,17 @@ impl Slab {
     /// and memory when nothing else refers to them (else as `free` then `allocate`). Returns
     /// the new handle; the old one is stale. A handle that is not live changes nothing.
     pub fn recycle(&self, handle: u64, max_size: usize, progress_token: u64) -> Result<u64> {
+        self.renew(handle, max_size, progress_token).map(|(h, _)| h)
+    }
+
+    /// [`Slab::recycle`], also returning the new sub-batch (one slot lock when it is renewed
+    /// in place).
+    pub fn renew(
+        &self,
+        handle: u64,
+        max_size: usize,
+        progress_token: u64,
+    ) -> Result<(u64, Arc<SubBatch>)> {
         let (idx, gen) = split(handle);
         let slot = self.slot(idx).ok_or_else(|| Self::not_live(handle))?;
         {
@@ -248,12 +259,14 @@ impl Slab {
                 if let Some(b) = s.batch.as_mut().and_then(Arc::get_mut) {
                     b.reset(max_size, progress_token);
                     s.generation = s.generation.wrapping_add(1).max(1);
-                    return Ok(((s.generation as u64) << 32) | (idx as u64 + 1));
+                    let h = ((s.generation as u64) << 32) | (idx as u64 + 1);
+                    return Ok((h, s.batch.clone().expect("checked above")));
                 }
             }
         }
         self.free(handle)?;
-        self.allocate(max_size, progress_token)
+        let h = self.allocate(max_size, progress_token)?;
+        Ok((h, self.get(h)?))
     }
 
     /// Frees `handle`; a second free of the same handle is an error. Returns the sub-batch.

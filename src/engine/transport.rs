@@ -3,6 +3,7 @@
 //! Copies run on the thread that submits them ([`super::submit`]): no thread of the library
 //! sits on the path of a request.
 
+use super::batch::SubBatch;
 use super::context::Ctx;
 use super::device::DeviceGuard;
 use super::locate::{owner, owning_device};
@@ -10,7 +11,9 @@ use super::registry::Region;
 use super::slab::Slab;
 use super::stats::Snapshot;
 use super::topology::Topology;
-use super::{code, is_device_location, parse_location, status, Error, Host, Request, Result};
+use super::{
+    code, is_device_location, parse_location, status, Error, Host, Request, Result, Submitted,
+};
 use crate::config::Config;
 use crate::tang::loader::TangLib;
 use crate::tang::{hex_upper, RtResult, Runtime, MEMORY_TYPE_DEVICE};
@@ -152,12 +155,8 @@ impl Transport {
     /// Allocates a sub-batch of capacity `max_size`.
     pub fn allocate(&self, max_size: u64, progress_token: u64) -> Result<u64> {
         let limit = self.batch_limit.load(Ordering::Relaxed);
-        if max_size == 0 || max_size > limit {
-            return Err(Error::invalid(format!(
-                "sub-batch size {max_size} out of range 1..={limit}"
-            )));
-        }
-        self.slab.allocate(max_size as usize, progress_token)
+        self.slab
+            .allocate(checked_size(max_size, limit)?, progress_token)
     }
 
     /// Frees a sub-batch and allocates one of `max_size` in its place (cheaper than both);
@@ -165,14 +164,10 @@ impl Transport {
     /// of range.
     pub fn recycle(&self, handle: u64, max_size: u64, progress_token: u64) -> Result<u64> {
         let limit = self.batch_limit.load(Ordering::Relaxed);
-        if max_size == 0 || max_size > limit {
-            return Err(Error::invalid(format!(
-                "sub-batch size {max_size} out of range 1..={limit}"
-            )));
-        }
         // A sub-batch with copies in flight is held by them, so the slab gives a fresh one
         // and the runs end on their own (as after `free`).
-        self.slab.recycle(handle, max_size as usize, progress_token)
+        self.slab
+            .recycle(handle, checked_size(max_size, limit)?, progress_token)
     }
 
     /// Frees a sub-batch. Asynchronous copies still in flight run to their end; their status
@@ -197,7 +192,7 @@ impl Transport {
     /// Fails only for an invalid sub-batch, an uninstalled transport or a capacity overflow
     /// (nothing is appended then); a request that cannot be carried out becomes a FAILED
     /// task with a message.
-    pub fn submit(&self, handle: u64, reqs: &[Request]) -> Result<()> {
+    pub fn submit(&self, handle: u64, reqs: &[Request]) -> Result<Submitted> {
         self.submit_with(handle, reqs.len(), |i| reqs[i])
     }
 
@@ -208,15 +203,35 @@ impl Transport {
         handle: u64,
         count: usize,
         req: impl Fn(usize) -> Request,
-    ) -> Result<()> {
+    ) -> Result<Submitted> {
         let batch = self.slab.get(handle)?;
+        self.with(|ctx| submit_to(ctx, &batch, count, &req))
+    }
+
+    /// [`Transport::recycle`] of `handle` to `max_size` tasks and `progress_token`, then
+    /// [`Transport::submit_with`] on the new handle (`renewed` is called with it first).
+    /// Refused with nothing changed when the transport is not installed, the size is out of
+    /// range, or the requests would not fit.
+    pub fn renew_and_submit(
+        &self,
+        handle: u64,
+        max_size: u64,
+        progress_token: u64,
+        count: usize,
+        req: impl Fn(usize) -> Request,
+        renewed: impl FnOnce(u64),
+    ) -> Result<Submitted> {
         self.with(|ctx| {
-            let first = batch.reserve(count)?;
-            for i in 0..count {
-                batch.slot(first + i).set_pending();
+            let size = checked_size(max_size, self.batch_limit.load(Ordering::Relaxed))?;
+            if count > size {
+                return Err(Error::new(
+                    code::TOO_MANY_REQUESTS,
+                    format!("{count} requests do not fit in a sub-batch of {size} tasks"),
+                ));
             }
-            super::submit::run(ctx, &batch, first, count, &req);
-            Ok(())
+            let (fresh, batch) = self.slab.renew(handle, size, progress_token)?;
+            renewed(fresh);
+            submit_to(ctx, &batch, count, &req)
         })
     }
 
@@ -402,4 +417,36 @@ impl Drop for Transport {
     fn drop(&mut self) {
         let _ = self.uninstall();
     }
+}
+
+/// A sub-batch size, checked against the transport's limit.
+fn checked_size(max_size: u64, limit: u64) -> Result<usize> {
+    if max_size == 0 || max_size > limit {
+        return Err(Error::invalid(format!(
+            "sub-batch size {max_size} out of range 1..={limit}"
+        )));
+    }
+    Ok(max_size as usize)
+}
+
+/// Reserves `count` tasks of `batch` and carries them out ([`super::submit::run`]); says how
+/// many of them, from the first on, completed in full.
+fn submit_to(
+    ctx: &Ctx,
+    batch: &Arc<SubBatch>,
+    count: usize,
+    req: &dyn Fn(usize) -> Request,
+) -> Result<Submitted> {
+    let first = batch.reserve(count)?;
+    for i in 0..count {
+        batch.slot(first + i).set_pending();
+    }
+    super::submit::run(ctx, batch, first, count, req);
+    let completed = (0..count)
+        .take_while(|&i| batch.slot(first + i).load() == (status::COMPLETED, req(i).length))
+        .count();
+    Ok(Submitted {
+        first: first as u64,
+        completed: completed as u64,
+    })
 }

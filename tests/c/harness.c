@@ -263,6 +263,46 @@ static void check_local_copies(void) {
   D.free(dctx, c, BUF_LEN);
 }
 
+/* submit_ex from C: a renewal with the first submit, and the tasks it reports completed. */
+static void check_submit_ex(void) {
+  remote_t none;
+  memset(&none, 0, sizeof none);
+  sunrise_link_transport_t *t = make(&none);
+  CHECK(t != NULL && P.submit_ex != NULL, "create+install, submit_ex slot");
+  if (!t || !P.submit_ex) return;
+  void *a = dev_alloc(0, BUF_LEN), *c = dev_alloc(1, BUF_LEN);
+  char shm[SUNRISE_LINK_SHM_PATH_LEN];
+  P.buffer_add(t, a, BUF_LEN, "cuda:0", shm, sizeof shm);
+  P.buffer_add(t, c, BUF_LEN, "cuda:1", shm, sizeof shm);
+  fill(a, BUF_LEN, 9);
+  uint64_t batch = 0;
+  CHECK(P.sub_batch_allocate(t, 4, 1, &batch) == SUNRISE_LINK_OK, "allocate");
+  sunrise_link_request_t r[2] = {
+      {SUNRISE_LINK_OP_WRITE, 0, a, 0, (uint64_t)(uintptr_t)c, BUF_LEN / 2},
+      {SUNRISE_LINK_OP_WRITE, 0, (char *)a + BUF_LEN / 2, 0,
+       (uint64_t)(uintptr_t)c + BUF_LEN / 2, BUF_LEN / 2},
+  };
+  sunrise_link_submit_ex_t io;
+  memset(&io, 0, sizeof io);
+  io.flags = SUNRISE_LINK_SUBMIT_RENEW;
+  io.max_size = 2;
+  io.progress_token = 5;
+  CHECK(P.submit_ex(t, batch, r, 2, &io) == SUNRISE_LINK_OK, "submit_ex with a renewal");
+  CHECK(io.sub_batch != 0 && io.sub_batch != batch, "renewed handle");
+  CHECK(io.first_task == 0 && io.completed == 2, "first %" PRIu64 ", completed %" PRIu64,
+        io.first_task, io.completed);
+  CHECK(mismatches(c, BUF_LEN, 9) == 0, "peer bytes");
+  io.flags = 0;
+  CHECK(P.submit_ex(t, io.sub_batch, r, 1, &io) == SUNRISE_LINK_TOO_MANY_REQUESTS,
+        "full after two");
+  io.flags = 4;
+  CHECK(P.submit_ex(t, io.sub_batch, r, 1, &io) == SUNRISE_LINK_INVALID_ARGUMENT, "bad flags");
+  CHECK(P.sub_batch_free(t, io.sub_batch) == SUNRISE_LINK_OK, "free");
+  CHECK(P.destroy(t) == SUNRISE_LINK_OK, "destroy");
+  D.free(dctx, a, BUF_LEN);
+  D.free(dctx, c, BUF_LEN);
+}
+
 static void check_two_processes(const char *self, const char *lib) {
   int to_child[2], from_child[2];
   if (pipe(to_child) || pipe(from_child)) {
@@ -344,6 +384,7 @@ int main(int argc, char **argv) {
   check_old_caller((int32_t(*)(sunrise_link_transport_plugin_t *))dlsym(
       dlopen(argv[1], RTLD_NOW | RTLD_NOLOAD), "sunrise_link_transport_plugin_get"));
   check_local_copies();
+  check_submit_ex();
   check_two_processes(argv[0], argv[1]);
   printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;

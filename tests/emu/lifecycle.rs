@@ -599,7 +599,7 @@ fn recycled_sub_batches_start_empty_and_stale_handles_stay_dead() {
 }
 
 /// The status code of a task status query.
-fn status_rc(x: &Xport, b: u64, id: u64) -> i32 {
+pub(crate) fn status_rc(x: &Xport, b: u64, id: u64) -> i32 {
     let mut s = sunrise_link::abi::transport::sunrise_link_task_status_t {
         status: -1,
         reserved: 0,

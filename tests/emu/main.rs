@@ -9,3 +9,4 @@ mod counts;
 mod ipc;
 mod lifecycle;
 mod paths;
+mod submit_ex;

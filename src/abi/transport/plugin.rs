@@ -105,6 +105,16 @@ pub struct sunrise_link_transport_plugin_t {
     /// checks for it with `SUNRISE_LINK_CHECK_OP`).
     pub sub_batch_recycle:
         Option<unsafe extern "C" fn(*mut sunrise_link_transport_t, u64, u64, u64, *mut u64) -> i32>,
+    /// `sunrise_link_transfer_submit_ex` (ABI version 3; checked for as above).
+    pub submit_ex: Option<
+        unsafe extern "C" fn(
+            *mut sunrise_link_transport_t,
+            u64,
+            *const sunrise_link_request_t,
+            usize,
+            *mut sunrise_link_submit_ex_t,
+        ) -> i32,
+    >,
 }
 
 /// The message of the last failing call on this thread (naming the symbol, path, address or
@@ -162,6 +172,7 @@ pub unsafe extern "C" fn sunrise_link_transport_plugin_get(
             notification_send: None,
             notification_receive: None,
             sub_batch_recycle: Some(sunrise_link_sub_batch_recycle),
+            submit_ex: Some(sunrise_link_transfer_submit_ex),
         };
         // SAFETY: at least `out->struct_size` writable bytes at `out` (contract above).
         unsafe { args::write_versioned(out, &table, "out") }.map(|_| ())

@@ -37,6 +37,15 @@ struct SunriseLinkSubBatch : public Transport::SubBatch {
     size_t max_size;
     uint64_t handle = 0;  // the library's sub-batch handle (never 0 once allocated)
     std::atomic<size_t> submitted{0};
+    // A pooled sub-batch handed out again: the library renews it with the first submit
+    // (sunrise_link_transfer_submit_ex), or before any other call that names it.
+    bool renew_pending = false;
+    // Tasks [0, known_done) completed with their full length, as submit_ex reported; their
+    // status is answered here without calling the library. lens[i] is task i's length
+    // (capacity lens_cap >= max_size, grown only when a larger sub-batch is asked for).
+    std::atomic<uint64_t> known_done{0};
+    std::unique_ptr<uint64_t[]> lens;
+    size_t lens_cap = 0;
 };
 
 class SunriseLinkTransport : public Transport {
@@ -108,6 +117,11 @@ class SunriseLinkTransport : public Transport {
         return rc == SUNRISE_LINK_OK ? Status::OK() : fromCode(rc, std::string(what));
     }
     SunriseLinkSubBatch* checkedBatch(SubBatchRef batch) const;
+    // checkedBatch, and a pending renewal carried out (for calls other than submit).
+    Status liveBatch(SubBatchRef batch, SunriseLinkSubBatch** out);
+    // Renews a sub-batch taken from the pool: deferred to its first submit when the library
+    // has submit_ex (ABI 3), else done now with sub_batch_recycle.
+    bool renewPooled(SunriseLinkSubBatch* b, size_t max_size);
 
     sunrise_link_transport_plugin_t api_{};
     sunrise_link_transport_t* handle_ = nullptr;
