@@ -444,22 +444,30 @@ Status SunriseLinkTransport::submitTransferTasks(SubBatchRef batch,
     auto* b = checkedBatch(batch);
     if (!b) return Status::InvalidArgument("sunrise_link: not a sunrise_link sub-batch");
     if (!installed_.load()) return Status::InvalidArgument("sunrise_link: not installed");
-    thread_local std::vector<sunrise_link_request_t> reqs;
-    reqs.clear();
-    reqs.reserve(request_list.size());
-    for (const auto& r : request_list) {
-        sunrise_link_request_t q{};
+    // The library's requests: on the stack for the usual few, else in a per-thread vector.
+    constexpr size_t kOnStack = 32;
+    sunrise_link_request_t on_stack[kOnStack];
+    thread_local std::vector<sunrise_link_request_t> spill;
+    const size_t count = request_list.size();
+    sunrise_link_request_t* reqs = on_stack;
+    if (count > kOnStack) {
+        spill.resize(count);
+        reqs = spill.data();
+    }
+    for (size_t i = 0; i < count; ++i) {
+        const Request& r = request_list[i];
+        sunrise_link_request_t& q = reqs[i];
+        q = sunrise_link_request_t{};
         q.opcode = r.opcode == Request::WRITE ? SUNRISE_LINK_OP_WRITE : SUNRISE_LINK_OP_READ;
         q.source = r.source;
         q.target_id = r.target_id;
         q.target_offset = r.target_offset;
         q.length = r.length;
-        reqs.push_back(q);
     }
     if (!api_.submit_ex) {
-        int32_t rc = api_.submit(handle_, b->handle, reqs.data(), reqs.size());
+        int32_t rc = api_.submit(handle_, b->handle, reqs, count);
         if (rc != SUNRISE_LINK_OK) return fromCode(rc, "submit");
-        b->submitted.fetch_add(reqs.size(), std::memory_order_acq_rel);
+        b->submitted.fetch_add(count, std::memory_order_acq_rel);
         return Status::OK();
     }
     sunrise_link_submit_ex_t io{};
@@ -468,7 +476,7 @@ Status SunriseLinkTransport::submitTransferTasks(SubBatchRef batch,
         io.max_size = b->max_size;
         io.progress_token = tokenOf(b);
     }
-    int32_t rc = api_.submit_ex(handle_, b->handle, reqs.data(), reqs.size(), &io);
+    int32_t rc = api_.submit_ex(handle_, b->handle, reqs, count, &io);
     if (io.sub_batch != 0 && io.sub_batch != b->handle) {
         b->handle = io.sub_batch;  // renewed (also when the submit after it failed)
         b->renew_pending = false;
@@ -477,7 +485,7 @@ Status SunriseLinkTransport::submitTransferTasks(SubBatchRef batch,
     // Tasks that completed in full are answered here from now on, if they extend the run of
     // such tasks from task 0 (the only run kept).
     uint64_t first = io.first_task;
-    uint64_t n = std::min<uint64_t>(io.completed, reqs.size());
+    uint64_t n = std::min<uint64_t>(io.completed, count);
     if (n > 0 && first + n <= b->lens_cap &&
         b->known_done.load(std::memory_order_relaxed) == first) {
         for (uint64_t i = 0; i < n; ++i) b->lens[first + i] = reqs[i].length;
@@ -485,7 +493,7 @@ Status SunriseLinkTransport::submitTransferTasks(SubBatchRef batch,
         b->known_done.compare_exchange_strong(expected, first + n, std::memory_order_release,
                                               std::memory_order_relaxed);
     }
-    b->submitted.fetch_add(reqs.size(), std::memory_order_acq_rel);
+    b->submitted.fetch_add(count, std::memory_order_acq_rel);
     return Status::OK();
 }
 

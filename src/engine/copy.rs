@@ -150,10 +150,11 @@ fn single(
     }
     let stream = ctx.gpu.stream(dg, dev, None).map_err(f)?;
     let ev = ctx.gpu.take_event(dg, dev).map_err(f)?;
-    let what = format!("async copy of {len} bytes {src:#x} -> {dst:#x} on device {dev}");
+    // Only a failure needs words (no allocation on the way of a copy that works).
+    let what = || format!("async copy of {len} bytes {src:#x} -> {dst:#x} on device {dev}");
     if let Err(e) = rt.memcpy_async(dst, src, len as usize, kind, stream) {
         ctx.gpu.give_event(dev, ev);
-        return Err(f(Error::runtime(&e, what)));
+        return Err(f(Error::runtime(&e, what())));
     }
     if let Err(e) = rt.event_record(ev, stream) {
         ctx.gpu.destroy_event(ev);
@@ -163,11 +164,11 @@ fn single(
             Some(Ok(())) => Ok(Done::Now(path)),
             Some(Err(s)) => Err(f(Error::runtime(
                 &s,
-                format!("{what} (its event could not be recorded: {e})"),
+                format!("{} (its event could not be recorded: {e})", what()),
             ))),
             None => Err(f(Error::runtime(
                 &e,
-                format!("{what}; the queued copy may still complete"),
+                format!("{}; the queued copy may still complete", what()),
             ))),
         };
     }

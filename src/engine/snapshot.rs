@@ -12,13 +12,17 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Values cached per thread (most recently refreshed last).
-const CACHED: usize = 8;
+/// Values cached per thread; snapshot `id` lives in slot `id % CACHED` (ids are handed out
+/// in order, so the snapshots of one process rarely share a slot).
+const CACHED: usize = 16;
 
 struct Entry {
     id: u64,
     generation: u64,
-    value: Arc<dyn Any + Send + Sync>,
+    /// Keeps `value` alive: the `Arc<T>` of snapshot `id` at `generation`.
+    _keep: Arc<dyn Any + Send + Sync>,
+    /// `Arc::as_ptr` of `_keep`, as the `T` that snapshot `id` holds.
+    value: *const (),
 }
 
 thread_local! {
@@ -62,32 +66,25 @@ impl<T: Send + Sync + 'static> Snapshot<T> {
             .try_with(|c| {
                 // A read inside a read: take the slow way.
                 let mut c = c.try_borrow_mut().ok()?;
-                let at = match c
-                    .iter()
-                    .position(|e| e.as_ref().is_some_and(|e| e.id == self.id))
-                {
-                    Some(i) if c[i].as_ref().is_some_and(|e| e.generation == generation) => i,
-                    found => {
-                        let entry = Entry {
-                            id: self.id,
-                            generation,
-                            value: self.load(),
-                        };
-                        match found {
-                            Some(i) => {
-                                c[i] = Some(entry);
-                                i
-                            }
-                            None => {
-                                c.rotate_left(1);
-                                c[CACHED - 1] = Some(entry);
-                                CACHED - 1
-                            }
-                        }
-                    }
-                };
-                let v = c[at].as_ref()?.value.downcast_ref::<T>()?;
-                Some((f.take()?)(v))
+                let e = &mut c[self.id as usize % CACHED];
+                let fresh = e
+                    .as_ref()
+                    .is_some_and(|e| e.id == self.id && e.generation == generation);
+                if !fresh {
+                    let keep = self.load();
+                    let value = Arc::as_ptr(&keep).cast::<()>();
+                    *e = Some(Entry {
+                        id: self.id,
+                        generation,
+                        _keep: keep,
+                        value,
+                    });
+                }
+                let v = e.as_ref()?.value.cast::<T>();
+                // SAFETY: only this snapshot writes entries with its id (ids are unique in the
+                // process), always with a pointer into the `Arc<T>` the entry keeps, and the
+                // entry stays put while the cache is borrowed.
+                Some((f.take()?)(unsafe { &*v }))
             })
             .ok()
             .flatten();
