@@ -152,9 +152,11 @@ mod tests {
         let mut codes: Vec<_> = C_CONSTANTS
             .iter()
             .filter(|(n, ..)| {
-                !["TASK_", "LOG_", "PATH_", "OP_", "_LEN", "ABI_", "LATENCY", "SUBMIT_"]
-                    .iter()
-                    .any(|p| n.contains(p))
+                ![
+                    "TASK_", "LOG_", "PATH_", "OP_", "_LEN", "ABI_", "LATENCY", "SUBMIT_",
+                ]
+                .iter()
+                .any(|p| n.contains(p))
             })
             .map(|c| c.2)
             .collect();

@@ -66,12 +66,20 @@ impl<'r> DeviceGuard<'r> {
 }
 
 impl Drop for DeviceGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         if let Some(s) = self.saved.filter(|&s| s >= 0 && s != self.cur) {
-            if let Err(e) = self.rt.set_device(s) {
-                log::warn!("restoring the caller's device {s}: {e}");
-            }
+            restore(self.rt, s);
         }
+    }
+}
+
+/// Makes the caller's device `s` current again (out of line: most guards changed nothing).
+#[cold]
+#[inline(never)]
+fn restore(rt: &dyn Runtime, s: i32) {
+    if let Err(e) = rt.set_device(s) {
+        log::warn!("restoring the caller's device {s}: {e}");
     }
 }
 

@@ -137,6 +137,18 @@ fn locate_memo(
     Ok(l)
 }
 
+/// Why a request cannot be planned at all (out of line: requests are well-formed).
+#[cold]
+#[inline(never)]
+fn malformed(req: &Request) -> Failure {
+    let e = if req.opcode != OP_READ && req.opcode != OP_WRITE {
+        Error::invalid(format!("unknown opcode {}", req.opcode))
+    } else {
+        Error::invalid("request range wraps around the address space")
+    };
+    (Path::Unrouted, e)
+}
+
 fn plan<'m>(
     ctx: &Ctx,
     dg: &mut DeviceGuard<'_>,
@@ -146,18 +158,14 @@ fn plan<'m>(
     refresh: bool,
 ) -> std::result::Result<Option<Plan<'m>>, Failure> {
     let un = |e: Error| (Path::Unrouted, e);
-    if req.opcode != OP_READ && req.opcode != OP_WRITE {
-        return Err(un(Error::invalid(format!("unknown opcode {}", req.opcode))));
-    }
-    if req.length == 0 {
+    if req.length == 0 && (req.opcode == OP_READ || req.opcode == OP_WRITE) {
         return Ok(None);
     }
-    if req.source.checked_add(req.length).is_none()
+    if (req.opcode != OP_READ && req.opcode != OP_WRITE)
+        || req.source.checked_add(req.length).is_none()
         || req.target_offset.checked_add(req.length).is_none()
     {
-        return Err(un(Error::invalid(
-            "request range wraps around the address space",
-        )));
+        return Err(malformed(req));
     }
     let n = ctx.device_count;
     let local_write = req.opcode == OP_READ;
