@@ -17,6 +17,7 @@ struct bench_xport {
   sunrise_link_host_callbacks_t cb;
   bench_remote_segment *remote;
   char local_machine[BENCH_MACHINE_ID_LEN];
+  uint64_t serial; /* distinct per opened transport: names the sub-batch a thread keeps */
 };
 
 void bench_machine_id(char *out, size_t len) {
@@ -93,6 +94,8 @@ bench_xport *bench_xport_open(const char *lib_path, const char *config_json,
     free(x);
     return NULL;
   }
+  static uint64_t serials;
+  x->serial = __atomic_add_fetch(&serials, 1, __ATOMIC_RELAXED);
   x->p.struct_size = (uint32_t)sizeof x->p;
   if (get(&x->p) != SUNRISE_LINK_OK || x->p.abi_version < 1 || x->p.create == NULL ||
       x->p.install == NULL || x->p.submit == NULL) {
@@ -160,18 +163,43 @@ int bench_xport_run_batch(bench_xport *x, const bench_request *reqs, size_t n, i
     r[i].target_offset = reqs[i].remote_addr;
     r[i].length = reqs[i].length;
   }
+  /* As TENT's drop-in does with a library of ABI 3: each thread keeps its sub-batch from one
+   * batch to the next and has the submit renew it, and the tasks the submit reports completed
+   * are not polled. An older library: allocate, submit, poll every task, free. */
+  static _Thread_local uint64_t kept_serial, kept;
+  int ex = SUNRISE_LINK_CHECK_OP(&x->p, sunrise_link_transport_plugin_t, submit_ex);
+  int renew = 0;
   uint64_t batch = 0;
-  if (x->p.sub_batch_allocate(x->t, n, 0, &batch) != SUNRISE_LINK_OK) {
+  size_t first_open = 0;
+  int rc = 0;
+  if (ex && kept_serial == x->serial && kept != 0) {
+    batch = kept;
+    renew = 1;
+  } else if (x->p.sub_batch_allocate(x->t, n, 0, &batch) != SUNRISE_LINK_OK) {
     snprintf(err, err_len, "sub_batch_allocate: %s", last_error(x));
     return -1;
   }
-  int rc = 0;
-  if (x->p.submit(x->t, batch, r, n) != SUNRISE_LINK_OK) {
+  kept = 0;
+  if (ex) {
+    sunrise_link_submit_ex_t io;
+    memset(&io, 0, sizeof io);
+    if (renew) {
+      io.flags = SUNRISE_LINK_SUBMIT_RENEW;
+      io.max_size = n;
+    }
+    int32_t s = x->p.submit_ex(x->t, batch, r, n, &io);
+    if (io.sub_batch != 0) batch = io.sub_batch;
+    if (s != SUNRISE_LINK_OK) {
+      snprintf(err, err_len, "submit_ex: %s", last_error(x));
+      rc = -1;
+    } else {
+      first_open = (size_t)io.completed;
+    }
+  } else if (x->p.submit(x->t, batch, r, n) != SUNRISE_LINK_OK) {
     snprintf(err, err_len, "submit: %s", last_error(x));
     rc = -1;
   }
   uint64_t deadline = bench_now_ns() + timeout_ns;
-  size_t first_open = 0;
   unsigned spins = 0;
   while (rc == 0 && first_open < n) {
     sunrise_link_task_status_t st;
@@ -203,7 +231,12 @@ int bench_xport_run_batch(bench_xport *x, const bench_request *reqs, size_t n, i
       if (!busy_poll) sched_yield();
     }
   }
-  x->p.sub_batch_free(x->t, batch);
+  if (ex && rc == 0) {
+    kept_serial = x->serial;
+    kept = batch;
+  } else {
+    x->p.sub_batch_free(x->t, batch);
+  }
   return rc;
 }
 
