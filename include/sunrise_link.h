@@ -265,41 +265,6 @@ typedef struct sunrise_link_capabilities_t {
   uint8_t supports_notification;
 } sunrise_link_capabilities_t;
 
-// One request (TENT `Request` minus routing-only fields).
-typedef struct sunrise_link_request_t {
-  // `SUNRISE_LINK_OP_READ` or `SUNRISE_LINK_OP_WRITE`.
-  uint32_t opcode;
-  uint32_t reserved;
-  // Local address.
-  void *source;
-  // 0 = local segment, else the remote segment id.
-  uint64_t target_id;
-  // Target virtual address (not an offset into a buffer), as in TENT.
-  uint64_t target_offset;
-  // Bytes.
-  uint64_t length;
-} sunrise_link_request_t;
-
-// In and out of `sunrise_link_transfer_submit_ex` (ABI version 3).
-typedef struct sunrise_link_submit_ex_t {
-  // In: 0, or `SUNRISE_LINK_SUBMIT_RENEW`; other bits are InvalidArgument.
-  uint32_t flags;
-  // In: 0.
-  uint32_t reserved;
-  // In, with `SUNRISE_LINK_SUBMIT_RENEW`: the renewed sub-batch's capacity in tasks.
-  uint64_t max_size;
-  // In, with `SUNRISE_LINK_SUBMIT_RENEW`: the renewed sub-batch's progress token.
-  uint64_t progress_token;
-  // Out: the sub-batch's live handle (a new one after a renewal; the old one is stale).
-  uint64_t sub_batch;
-  // Out: the id of the first task this call appended (the sub-batch's size before it).
-  uint64_t first_task;
-  // Out: how many tasks, from `first_task` on, were COMPLETED with their request's full
-  // length when the call returned. Such a task never changes again, so a host may answer
-  // its status itself; the status of every later task is asked as usual.
-  uint64_t completed;
-} sunrise_link_submit_ex_t;
-
 // Status of one task, from one atomic load.
 typedef struct sunrise_link_task_status_t {
   // `SUNRISE_LINK_TASK_*` (TENT `TransferStatusEnum`).
@@ -333,6 +298,21 @@ typedef struct sunrise_link_stats_t {
   uint64_t latency_buckets[SUNRISE_LINK_LATENCY_BUCKETS];
 } sunrise_link_stats_t;
 
+// One request (TENT `Request` minus routing-only fields).
+typedef struct sunrise_link_request_t {
+  // `SUNRISE_LINK_OP_READ` or `SUNRISE_LINK_OP_WRITE`.
+  uint32_t opcode;
+  uint32_t reserved;
+  // Local address.
+  void *source;
+  // 0 = local segment, else the remote segment id.
+  uint64_t target_id;
+  // Target virtual address (not an offset into a buffer), as in TENT.
+  uint64_t target_offset;
+  // Bytes.
+  uint64_t length;
+} sunrise_link_request_t;
+
 // Notification send slot type (always NULL in this version).
 typedef int32_t (*sunrise_link_notification_send_fn)(struct sunrise_link_transport_t *transport,
                                                      uint64_t segment_id,
@@ -344,6 +324,26 @@ typedef int32_t (*sunrise_link_notification_receive_fn)(struct sunrise_link_tran
                                                         char *out,
                                                         size_t out_len,
                                                         size_t *out_count);
+
+// In and out of `sunrise_link_transfer_submit_ex` (ABI version 3).
+typedef struct sunrise_link_submit_ex_t {
+  // In: 0, or `SUNRISE_LINK_SUBMIT_RENEW`; other bits are InvalidArgument.
+  uint32_t flags;
+  // In: 0.
+  uint32_t reserved;
+  // In, with `SUNRISE_LINK_SUBMIT_RENEW`: the renewed sub-batch's capacity in tasks.
+  uint64_t max_size;
+  // In, with `SUNRISE_LINK_SUBMIT_RENEW`: the renewed sub-batch's progress token.
+  uint64_t progress_token;
+  // Out: the sub-batch's live handle (a new one after a renewal; the old one is stale).
+  uint64_t sub_batch;
+  // Out: the id of the first task this call appended (the sub-batch's size before it).
+  uint64_t first_task;
+  // Out: how many tasks, from `first_task` on, were COMPLETED with their request's full
+  // length when the call returned. Such a task never changes again, so a host may answer
+  // its status itself; the status of every later task is asked as usual.
+  uint64_t completed;
+} sunrise_link_submit_ex_t;
 
 // The transport plugin table, filled by `sunrise_link_transport_plugin_get`. Append-only:
 // `abi_version` and `struct_size` come first, new slots only at the end, optional slots may
@@ -527,41 +527,6 @@ int32_t sunrise_link_sub_batch_size(const struct sunrise_link_transport_t *t,
                                     uint64_t sub_batch,
                                     uint64_t *out);
 
-// Appends one task per request (ids `size()` ... `size() + count - 1`) and carries them out
-// on the calling thread: synchronous copies (below `async_memcpy_threshold`, the default) are
-// terminal when this returns; asynchronous ones are on the transport's streams and end when
-// a status query finds their event complete. Consecutive requests contiguous on both sides
-// are copied with one runtime call. Fails only for a bad handle, an uninstalled transport or
-// when the tasks do not fit (TooManyRequests, nothing appended); a request that cannot be
-// carried out becomes a FAILED task. Once this returns, each new task reads PENDING or a
-// terminal state.
-//
-// # Safety
-// `t` is a live handle; `requests` points to `count` requests (may be NULL if `count` is 0).
-int32_t sunrise_link_transfer_submit(struct sunrise_link_transport_t *t,
-                                     uint64_t sub_batch,
-                                     const struct sunrise_link_request_t *requests,
-                                     size_t count);
-
-// `sunrise_link_transfer_submit` that also says how it went, and optionally renews the
-// sub-batch first (ABI version 3). With `SUNRISE_LINK_SUBMIT_RENEW` in `io->flags` the
-// sub-batch is first renewed exactly as by `sunrise_link_sub_batch_recycle(sub_batch,
-// io->max_size, io->progress_token)`; a renewal that cannot be done (handle not live, size
-// out of range, more requests than `io->max_size`, transport not installed) is refused with
-// nothing changed. On return `io->sub_batch` names the live handle (also when the submit
-// after a renewal failed), and on success `io->first_task` and `io->completed` say which
-// tasks were appended and how many of them, from the first on, completed with their full
-// length: a host may answer their status without asking.
-//
-// # Safety
-// `t` is a live handle; `requests` points to `count` requests (may be NULL if `count` is 0);
-// `io` points to a readable and writable `sunrise_link_submit_ex_t`.
-int32_t sunrise_link_transfer_submit_ex(struct sunrise_link_transport_t *t,
-                                        uint64_t sub_batch,
-                                        const struct sunrise_link_request_t *requests,
-                                        size_t count,
-                                        struct sunrise_link_submit_ex_t *io);
-
 // Writes the status of task `task_id` (one atomic load; for a task whose asynchronous copy
 // is in flight, also one query of its event). A task id at or beyond the sub-batch's size is
 // InvalidArgument.
@@ -652,6 +617,41 @@ const char *sunrise_link_version(void);
 // # Safety
 // `out` points to a writable table of at least `out->struct_size` bytes.
 int32_t sunrise_link_transport_plugin_get(struct sunrise_link_transport_plugin_t *out);
+
+// Appends one task per request (ids `size()` ... `size() + count - 1`) and carries them out
+// on the calling thread: synchronous copies (below `async_memcpy_threshold`, the default) are
+// terminal when this returns; asynchronous ones are on the transport's streams and end when
+// a status query finds their event complete. Consecutive requests contiguous on both sides
+// are copied with one runtime call. Fails only for a bad handle, an uninstalled transport or
+// when the tasks do not fit (TooManyRequests, nothing appended); a request that cannot be
+// carried out becomes a FAILED task. Once this returns, each new task reads PENDING or a
+// terminal state.
+//
+// # Safety
+// `t` is a live handle; `requests` points to `count` requests (may be NULL if `count` is 0).
+int32_t sunrise_link_transfer_submit(struct sunrise_link_transport_t *t,
+                                     uint64_t sub_batch,
+                                     const struct sunrise_link_request_t *requests,
+                                     size_t count);
+
+// `sunrise_link_transfer_submit` that also says how it went, and optionally renews the
+// sub-batch first (ABI version 3). With `SUNRISE_LINK_SUBMIT_RENEW` in `io->flags` the
+// sub-batch is first renewed exactly as by `sunrise_link_sub_batch_recycle(sub_batch,
+// io->max_size, io->progress_token)`; a renewal that cannot be done (handle not live, size
+// out of range, more requests than `io->max_size`, transport not installed) is refused with
+// nothing changed. On return `io->sub_batch` names the live handle (also when the submit
+// after a renewal failed), and on success `io->first_task` and `io->completed` say which
+// tasks were appended and how many of them, from the first on, completed with their full
+// length: a host may answer their status without asking.
+//
+// # Safety
+// `t` is a live handle; `requests` points to `count` requests (may be NULL if `count` is 0);
+// `io` points to a readable and writable `sunrise_link_submit_ex_t`.
+int32_t sunrise_link_transfer_submit_ex(struct sunrise_link_transport_t *t,
+                                        uint64_t sub_batch,
+                                        const struct sunrise_link_request_t *requests,
+                                        size_t count,
+                                        struct sunrise_link_submit_ex_t *io);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -2,6 +2,7 @@
 //! library-wide exports: name, version, last error.
 
 use super::exports::*;
+use super::submit::*;
 use crate::abi::args;
 use crate::abi::boundary::{export, last_error_ptr};
 use crate::abi::consts::SUNRISE_LINK_ABI_VERSION;
