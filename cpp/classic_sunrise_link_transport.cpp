@@ -9,10 +9,12 @@
 //   * one Slice per request, pushed to the task's slice_list like every classic transport
 //     does, which carries (Submission, index) and a cleanup callback: the TransferTask's
 //     destructor (freeBatchID) hands the slice back, and the last one frees the sub-batch
-//     or, when the library can renew it in place, keeps it for a later submit;
+//     or, when the library can renew it in place, keeps it for a later submit (which renews
+//     it: with the submit itself on a library of ABI 3, else with sub_batch_recycle);
 //   * a library task that has ended is "claimed" once (an atomic flag per request) and its
 //     slice marked success or failure: right after the submit for the copies the library
-//     carried out inside it (so USE_EVENT_DRIVEN_COMPLETION waiters see them end), else by
+//     carried out inside it (so USE_EVENT_DRIVEN_COMPLETION waiters see them end; with ABI 3
+//     the submit says which completed, and only the others are asked about), else by
 //     the getTransferStatus that finds it ended (asynchronous copies end on a status query).
 //     No progress callback: it would run inside the library's own calls, where asking the
 //     library for a status is not allowed to nest.
@@ -92,6 +94,9 @@ struct Submission {
     size_t capacity;  // size of `requests`
     std::unique_ptr<Request[]> requests;
     uint64_t sub_batch = 0;
+    // Taken from the pool with a library of ABI 3: the submit renews the sub-batch
+    // (sunrise_link_transfer_submit_ex with SUNRISE_LINK_SUBMIT_RENEW).
+    bool renew = false;
     std::atomic<size_t> live{0};  // slices not yet handed back (+1 while submitting)
 };
 
@@ -277,6 +282,11 @@ Submission* takeSubmission(const std::shared_ptr<ClassicCore>& core, size_t n, i
             sub = core->pool.back();
             core->pool.pop_back();
         }
+    }
+    if (sub && core->api.submit_ex) {
+        sub->renew = true;
+        sub->reuse(core, n);
+        return sub;
     }
     if (sub) {
         uint64_t renewed = 0;
@@ -637,7 +647,24 @@ Status SunriseLinkTransport::submitTransferTask(const std::vector<TransferTask*>
         // One reference per slice, and one held by this call until it is done with `sub`: once
         // its last request is reported the batch may be freed on another thread.
         sub->live.store(n + 1, std::memory_order_release);
-        rc = core.api.submit(core.handle, sub->sub_batch, reqs.data(), reqs.size());
+        size_t done = 0;  // requests the library reported completed in full
+        if (core.api.submit_ex) {
+            sunrise_link_submit_ex_t io{};
+            if (sub->renew) {
+                io.flags = SUNRISE_LINK_SUBMIT_RENEW;
+                io.max_size = n;
+            }
+            rc = core.api.submit_ex(core.handle, sub->sub_batch, reqs.data(), reqs.size(), &io);
+            if (io.sub_batch != 0 && io.sub_batch != sub->sub_batch) {
+                sub->sub_batch = io.sub_batch;  // renewed (also when the submit then failed)
+                sub->renew = false;
+            }
+            if (rc == SUNRISE_LINK_OK && io.first_task == 0) {
+                done = io.completed < n ? static_cast<size_t>(io.completed) : n;
+            }
+        } else {
+            rc = core.api.submit(core.handle, sub->sub_batch, reqs.data(), reqs.size());
+        }
         if (rc != SUNRISE_LINK_OK) {
             // Nothing was queued: these requests end as failed now, so the batch can still be
             // polled to its end and freed (which frees the sub-batch).
@@ -650,8 +677,12 @@ Status SunriseLinkTransport::submitTransferTask(const std::vector<TransferTask*>
             sunrise_link_cpp::dropReference(sub);
             return failRest(s);
         }
-        // Report what ended inside the submit (every synchronous copy) now.
-        for (size_t i = 0; i < n; ++i) sunrise_link_cpp::pollRequest(sub, i);
+        // Report what ended inside the submit (every synchronous copy) now: what the library
+        // said completed without asking again, the rest by asking.
+        sunrise_link_task_status_t completed{};
+        completed.status = SUNRISE_LINK_TASK_COMPLETED;
+        for (size_t i = 0; i < done; ++i) sunrise_link_cpp::finishRequest(sub, i, completed);
+        for (size_t i = done; i < n; ++i) sunrise_link_cpp::pollRequest(sub, i);
         sunrise_link_cpp::dropReference(sub);
         total -= n;
     }
