@@ -552,9 +552,7 @@ fn recycled_sub_batches_start_empty_and_stale_handles_stay_dead() {
         || {
             let dev = Dev::open();
             let x = Xport::new("{}");
-            let (a, b) = (dev.alloc(0, 1 << 16), dev.alloc(1, 1 << 16));
-            x.add(a, 1 << 16, "cuda:0").unwrap();
-            x.add(b, 1 << 16, "cuda:1").unwrap();
+            let (a, b) = x.registered_pair(&dev, [0, 1], 1 << 16);
             let recycle =
                 x.p.sub_batch_recycle
                     .expect("the table has the recycle slot");

@@ -35,9 +35,7 @@ fn submit_ex_renews_and_says_which_tasks_completed() {
         || {
             let dev = Dev::open();
             let x = Xport::new("{}");
-            let (a, b) = (dev.alloc(0, 1 << 16), dev.alloc(1, 1 << 16));
-            x.add(a, 1 << 16, "cuda:0").unwrap();
-            x.add(b, 1 << 16, "cuda:1").unwrap();
+            let (a, b) = x.registered_pair(&dev, [0, 1], 1 << 16);
             let data = pattern(1 << 14, 5);
             dev.write(a, &data);
             let h = x.batch(4);
@@ -148,9 +146,7 @@ fn submit_ex_counts_no_copy_still_in_flight() {
             let dev = Dev::open();
             let x = Xport::new(r#"{"async_memcpy_threshold": "4KiB"}"#);
             // Same device: copies at or above the threshold go on the device's stream.
-            let (a, b) = (dev.alloc(0, 1 << 16), dev.alloc(0, 1 << 16));
-            x.add(a, 1 << 16, "cuda:0").unwrap();
-            x.add(b, 1 << 16, "cuda:0").unwrap();
+            let (a, b) = x.registered_pair(&dev, [0, 0], 1 << 16);
             let data = pattern(1 << 16, 6);
             dev.write(a, &data);
             let h = x.batch(4);

@@ -250,6 +250,17 @@ impl Xport {
         unsafe { (self.p.uninstall.unwrap())(self.t) }
     }
 
+    /// Two device buffers of `len` bytes on devices `on[0]` and `on[1]`, each registered at
+    /// its `cuda:N`.
+    pub fn registered_pair(&self, dev: &Dev, on: [i32; 2], len: usize) -> (u64, u64) {
+        let bufs = on.map(|d| {
+            let p = dev.alloc(d, len);
+            self.add(p, len as u64, &format!("cuda:{d}")).unwrap();
+            p
+        });
+        (bufs[0], bufs[1])
+    }
+
     pub fn add(&self, addr: u64, len: u64, loc: &str) -> Result<String, (i32, String)> {
         let l = CString::new(loc).unwrap();
         let mut buf = [0 as c_char; SUNRISE_LINK_SHM_PATH_LEN];
