@@ -377,19 +377,13 @@ bool SunriseLinkTransport::renewPooled(SunriseLinkSubBatch* b, size_t max_size) 
     return true;
 }
 
-Status SunriseLinkTransport::liveBatch(SubBatchRef batch, SunriseLinkSubBatch** out) {
-    auto* b = checkedBatch(batch);
-    if (!b) return Status::InvalidArgument("sunrise_link: not a sunrise_link sub-batch");
-    if (!installed_.load()) return Status::InvalidArgument("sunrise_link: not installed");
-    if (b->renew_pending) {
-        uint64_t renewed = 0;
-        int32_t rc =
-            api_.sub_batch_recycle(handle_, b->handle, b->max_size, tokenOf(b), &renewed);
-        if (rc != SUNRISE_LINK_OK) return fromCode(rc, "sub-batch renew");
-        b->handle = renewed;
-        b->renew_pending = false;
-    }
-    *out = b;
+Status SunriseLinkTransport::renewIfPending(SunriseLinkSubBatch* b) {
+    if (!b->renew_pending) return Status::OK();
+    uint64_t renewed = 0;
+    int32_t rc = api_.sub_batch_recycle(handle_, b->handle, b->max_size, tokenOf(b), &renewed);
+    if (rc != SUNRISE_LINK_OK) return fromCode(rc, "sub-batch renew");
+    b->handle = renewed;
+    b->renew_pending = false;
     return Status::OK();
 }
 
@@ -508,8 +502,8 @@ Status SunriseLinkTransport::getTransferStatus(SubBatchRef batch, int task_id,
         status.transferred_bytes = static_cast<size_t>(b->lens[task_id]);
         return Status::OK();
     }
-    Status live = liveBatch(batch, &b);
-    if (!live.ok()) return live;
+    Status renewed = renewIfPending(b);
+    if (!renewed.ok()) return renewed;
     sunrise_link_task_status_t st{};
     int32_t rc = api_.task_status_get(handle_, b->handle, static_cast<uint64_t>(task_id), &st);
     if (rc != SUNRISE_LINK_OK) {
@@ -532,10 +526,12 @@ bool SunriseLinkTransport::supportsCancellation() const {
 }
 
 Status SunriseLinkTransport::cancelTransferTask(SubBatchRef batch, int task_id) {
-    SunriseLinkSubBatch* b = nullptr;
-    Status live = liveBatch(batch, &b);
-    if (!live.ok()) return live;
+    auto* b = checkedBatch(batch);
+    if (!b) return Status::InvalidArgument("sunrise_link: not a sunrise_link sub-batch");
+    if (!installed_.load()) return Status::InvalidArgument("sunrise_link: not installed");
     if (task_id < 0) return Status::InvalidArgument("sunrise_link: negative task id");
+    Status renewed = renewIfPending(b);
+    if (!renewed.ok()) return renewed;
     return fromCode(api_.task_cancel(handle_, b->handle, static_cast<uint64_t>(task_id)),
                     "cancel task " + std::to_string(task_id));
 }

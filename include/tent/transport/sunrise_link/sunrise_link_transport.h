@@ -117,8 +117,8 @@ class SunriseLinkTransport : public Transport {
         return rc == SUNRISE_LINK_OK ? Status::OK() : fromCode(rc, std::string(what));
     }
     SunriseLinkSubBatch* checkedBatch(SubBatchRef batch) const;
-    // checkedBatch, and a pending renewal carried out (for calls other than submit).
-    Status liveBatch(SubBatchRef batch, SunriseLinkSubBatch** out);
+    // Carries out a pending renewal (before any call other than submit names the sub-batch).
+    Status renewIfPending(SunriseLinkSubBatch* b);
     // Renews a sub-batch taken from the pool: deferred to its first submit when the library
     // has submit_ex (ABI 3), else done now with sub_batch_recycle.
     bool renewPooled(SunriseLinkSubBatch* b, size_t max_size);
