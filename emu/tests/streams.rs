@@ -195,8 +195,15 @@ fn destroy_with_pending_work_is_sane() {
 fn stream_threads() -> usize {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
-        .filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
-        .filter(|c| c.starts_with("tang-emu-stream"))
+        .filter_map(|e| {
+            let dir = e.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
+            // A joined thread can stay listed for a moment while the kernel releases it, as a
+            // zombie or dead task: only a thread still alive counts.
+            let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+            let state = stat.rsplit(')').next()?.split_whitespace().next()?;
+            (comm.starts_with("tang-emu-stream") && state != "Z" && state != "X").then_some(())
+        })
         .count()
 }
 
