@@ -14,7 +14,7 @@ use super::locate::Mem;
 use super::remote::Mapping;
 use super::stats::Path;
 use super::{code, Error, Result};
-use crate::tang::{Handle, MemcpyKind};
+use crate::tang::{Handle, MemcpyKind, RtError};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -140,12 +140,8 @@ fn single(
     let f = |e: Error| (path, e);
     dg.ensure(dev).map_err(f)?;
     if !async_ok {
-        rt.memcpy(dst, src, len as usize, kind).map_err(|e| {
-            f(Error::runtime(
-                &e,
-                format!("copy of {len} bytes {src:#x} -> {dst:#x} on device {dev}"),
-            ))
-        })?;
+        rt.memcpy(dst, src, len as usize, kind)
+            .map_err(|e| f(sync_copy_failed(&e, len, src, dst, dev)))?;
         return Ok(Done::Now(path));
     }
     let stream = ctx.gpu.stream(dg, dev, None).map_err(f)?;
@@ -176,6 +172,16 @@ fn single(
     events[0] = (ev, stream);
     start_run(ctx, tasks, dev, events, 1, path, keep);
     Ok(Done::InFlight)
+}
+
+/// Why a synchronous copy on one device failed (out of line: copies work).
+#[cold]
+#[inline(never)]
+pub fn sync_copy_failed(e: &RtError, len: u64, src: u64, dst: u64, dev: i32) -> Error {
+    Error::runtime(
+        e,
+        format!("copy of {len} bytes {src:#x} -> {dst:#x} on device {dev}"),
+    )
 }
 
 fn start_run(
@@ -209,6 +215,9 @@ fn start_run(
 /// each active port. The peer copies name both devices, so they are first tried without
 /// touching the current device (as the vendor's own samples do); if `tangMemcpyPeer` then
 /// fails and works with the source device current, the transport remembers that.
+///
+/// The first try is all a working copy runs; the rest is out of line ([`peer_fallback`]).
+#[inline]
 pub fn peer_chain(
     ctx: &Ctx,
     dg: &mut DeviceGuard<'_>,
@@ -218,16 +227,43 @@ pub fn peer_chain(
     sd: i32,
     len: u64,
 ) -> Result<Path> {
+    if !ctx.peer_needs_current.load(Ordering::Relaxed) {
+        return match ctx.rt.memcpy_peer(dst, dd, src, sd, len as usize) {
+            Ok(()) => Ok(Path::Peer),
+            Err(e) => peer_fallback(ctx, dg, dst, dd, src, sd, len, Some(e)),
+        };
+    }
+    peer_fallback(ctx, dg, dst, dd, src, sd, len, None)
+}
+
+/// [`peer_chain`] after its first try: `first` is how a `tangMemcpyPeer` with the current
+/// device untouched failed, `None` when the source device must be current for it.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn peer_fallback(
+    ctx: &Ctx,
+    dg: &mut DeviceGuard<'_>,
+    dst: u64,
+    dd: i32,
+    src: u64,
+    sd: i32,
+    len: u64,
+    first: Option<RtError>,
+) -> Result<Path> {
     let rt = ctx.rt.as_ref();
     let n = len as usize;
-    let needs_current = ctx.peer_needs_current.load(Ordering::Relaxed);
-    if needs_current {
-        dg.ensure(sd)?;
-    }
+    let needs_current = first.is_none();
     let mut why = Vec::new();
-    match rt.memcpy_peer(dst, dd, src, sd, n) {
-        Ok(()) => return Ok(Path::Peer),
-        Err(e) => why.push(e.to_string()),
+    match first {
+        Some(e) => why.push(e.to_string()),
+        None => {
+            dg.ensure(sd)?;
+            match rt.memcpy_peer(dst, dd, src, sd, n) {
+                Ok(()) => return Ok(Path::Peer),
+                Err(e) => why.push(e.to_string()),
+            }
+        }
     }
     if !needs_current && dg.current() != sd && dg.ensure(sd).is_ok() {
         match rt.memcpy_peer(dst, dd, src, sd, n) {

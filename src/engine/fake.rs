@@ -107,6 +107,17 @@ impl Fake {
         *self.st.lock().unwrap().calls.get(call).unwrap_or(&0)
     }
 
+    /// Every call made so far, by name.
+    pub fn call_counts(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        self.st
+            .lock()
+            .unwrap()
+            .calls
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
+    }
+
     pub fn total_calls(&self) -> u64 {
         self.st.lock().unwrap().calls.values().sum()
     }

@@ -8,13 +8,14 @@
 
 use super::batch::SubBatch;
 use super::context::Ctx;
-use super::copy::{copy, Done, Failure, Tasks};
+use super::copy::{copy, peer_chain, sync_copy_failed, Done, Failure, Tasks};
 use super::device::DeviceGuard;
 use super::locate::{locate, Local, Mem};
 use super::registry::Region;
 use super::remote::{Mapping, RemoteCache};
 use super::stats::Path;
 use super::{Error, Request, Result, LOCAL_SEGMENT_ID, OP_READ, OP_WRITE};
+use crate::tang::MemcpyKind;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::Instant;
@@ -262,6 +263,13 @@ pub fn run(
         // The remote cache as it is now, kept for this submit: the mappings in it stay open
         // while the copies through them run.
         let maps = ctx.remote.snapshot();
+        if count == 1
+            && compact::allowed()
+            && one(ctx, &mut dg, &maps, batch, first, &req(0), start)
+        {
+            compact::taken();
+            return;
+        }
         let mut memo = Memo::default();
         // Bytes of each task of the copy under way (written before they are read: not
         // zeroed on every submit).
@@ -378,6 +386,128 @@ pub fn run(
     }
 }
 
+/// A submit of one request on buffers the transport knows (a registered local buffer; a
+/// registered local target or a cached mapping of a peer's buffer), copied synchronously on
+/// one device or device to device without striping: the common small transfer, in one compact
+/// function so that a host whose own work between two transfers evicts the instruction cache
+/// reloads few lines of ours. Does what the general path does for such a request, and the same
+/// on failure (from [`retry_fresh`] on). `false`: not such a request, and nothing was done.
+#[inline(never)]
+fn one(
+    ctx: &Ctx,
+    dg: &mut DeviceGuard<'_>,
+    maps: &[Arc<Mapping>],
+    batch: &Arc<SubBatch>,
+    first: usize,
+    req: &Request,
+    start: Option<Instant>,
+) -> bool {
+    let len = req.length;
+    let write = req.opcode == OP_WRITE;
+    let thr = ctx.cfg.async_memcpy_threshold;
+    if !(write || req.opcode == OP_READ) || len == 0 || (thr > 0 && len >= thr) {
+        return false;
+    }
+    let Some(local) = ctx
+        .registry
+        .lookup(req.source, len)
+        .filter(|r| r.device >= 0)
+    else {
+        return false;
+    };
+    let (tdev, taddr, mapping) = if req.target_id == LOCAL_SEGMENT_ID {
+        match ctx.registry.lookup(req.target_offset, len) {
+            Some(r) if r.device >= 0 => (r.device, req.target_offset, None),
+            _ => return false,
+        }
+    } else {
+        match RemoteCache::find_in(maps, req.target_id, req.target_offset, len) {
+            Some(m) => (m.device, m.translate(req.target_offset), Some(m)),
+            None => return false,
+        }
+    };
+    let (sd, sa, dd, da) = if write {
+        (local.device, req.source, tdev, taddr)
+    } else {
+        (tdev, taddr, local.device, req.source)
+    };
+    if sd != dd
+        && ctx.cfg.enable_port_striping
+        && len >= ctx.cfg.port_striping_min_size
+        && ctx.topo.ports(sd, dd).len() > 1
+    {
+        return false;
+    }
+    if mapping.is_some() {
+        ctx.stats.count_ipc(1);
+    }
+    let done = if sd == dd {
+        match dg.ensure(sd) {
+            Ok(()) => ctx
+                .rt
+                .memcpy(da, sa, len as usize, MemcpyKind::DeviceToDevice)
+                .map(|()| Path::SameDevice)
+                .map_err(|e| (Path::SameDevice, sync_copy_failed(&e, len, sa, da, sd))),
+            Err(e) => Err((Path::SameDevice, e)),
+        }
+    } else {
+        peer_chain(ctx, dg, da, dd, sa, sd, len).map_err(|e| (Path::Peer, e))
+    };
+    match done {
+        Ok(path) => ctx.ends().complete(batch, first, &[len], path, start),
+        Err(f) => {
+            let dev = |dev, addr| Mem::Device {
+                dev,
+                addr,
+                bounded: true,
+            };
+            let p = Plan {
+                src: dev(sd, sa),
+                dst: dev(dd, da),
+                local: Some(local),
+                target: match mapping {
+                    Some(m) => Target::Remote(MapRef::Cached(m)),
+                    None => Target::Local(ctx.registry.lookup(req.target_offset, len)),
+                },
+            };
+            one_failed(ctx, dg, maps, batch, first, req, &p, start, f);
+        }
+    }
+    true
+}
+
+/// The end of [`one`] when its copy failed: what the general path does then.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn one_failed(
+    ctx: &Ctx,
+    dg: &mut DeviceGuard<'_>,
+    maps: &[Arc<Mapping>],
+    batch: &Arc<SubBatch>,
+    first: usize,
+    req: &Request,
+    p: &Plan,
+    start: Option<Instant>,
+    failure: Failure,
+) {
+    let lens = [req.length];
+    let tasks = Tasks {
+        batch,
+        head: first,
+        lens: &lens,
+        start,
+    };
+    let mut memo = Memo::default();
+    match retry_fresh(
+        ctx, dg, maps, &mut memo, &tasks, req, p, req.length, false, failure,
+    ) {
+        Ok(Done::Now(path)) => ctx.ends().complete(batch, first, &lens, path, start),
+        Ok(Done::InFlight) => {}
+        Err((path, e)) => ctx.ends().fail(batch, first, path, e.msg, start),
+    }
+}
+
 /// One copy; through a remote mapping that fails, once more after the host refreshed the
 /// peer's buffer and it came back with a new handle (the peer re-registered).
 #[allow(clippy::too_many_arguments)]
@@ -392,10 +522,29 @@ fn execute<'m>(
     len: u64,
     async_ok: bool,
 ) -> std::result::Result<Done, Failure> {
-    let first = match copy(ctx, dg, tasks, p.src, p.dst, len, async_ok, p.keep()) {
-        Ok(d) => return Ok(d),
-        Err(f) => f,
-    };
+    match copy(ctx, dg, tasks, p.src, p.dst, len, async_ok, p.keep()) {
+        Ok(d) => Ok(d),
+        Err(f) => retry_fresh(ctx, dg, maps, memo, tasks, req, p, len, async_ok, f),
+    }
+}
+
+/// After a copy failed with `first`: through a remote mapping, once more if the host's
+/// refreshed answer names a new handle (the peer re-registered); else `first`.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn retry_fresh<'m>(
+    ctx: &Ctx,
+    dg: &mut DeviceGuard<'_>,
+    maps: &'m [Arc<Mapping>],
+    memo: &mut Memo<'m>,
+    tasks: &Tasks<'_>,
+    req: &Request,
+    p: &Plan,
+    len: u64,
+    async_ok: bool,
+    first: Failure,
+) -> std::result::Result<Done, Failure> {
     let Some(old) = p.keep() else {
         return Err(first);
     };
@@ -425,4 +574,35 @@ fn execute<'m>(
         async_ok,
         fresh.keep(),
     )
+}
+
+/// Whether a submit of one request may take [`one`] (always, outside tests; tests compare it
+/// with the general path).
+#[cfg(not(test))]
+mod compact {
+    #[inline(always)]
+    pub fn allowed() -> bool {
+        true
+    }
+    #[inline(always)]
+    pub fn taken() {}
+}
+
+#[cfg(test)]
+pub(crate) mod compact {
+    use std::cell::Cell;
+    thread_local! {
+        /// (whether [`super::one`] may run, how often it carried a submit out) on this thread.
+        static STATE: Cell<(bool, u64)> = const { Cell::new((true, 0)) };
+    }
+    pub fn allowed() -> bool {
+        STATE.with(|s| s.get().0)
+    }
+    pub fn taken() {
+        STATE.with(|s| s.set((s.get().0, s.get().1 + 1)));
+    }
+    /// Allows or forbids the compact path on this thread; returns how often it was taken.
+    pub fn set(allowed: bool) -> u64 {
+        STATE.with(|s| s.replace((allowed, 0)).1)
+    }
 }

@@ -1,6 +1,7 @@
 //! Engine tests on the in-process fake runtime ([`super::fake`]): copies on every path, and
 //! the life of tasks, sub-batches and the transport.
 
+mod compact;
 mod copies;
 mod lifecycle;
 
