@@ -51,16 +51,21 @@ pub struct Error {
     pub msg: String,
 }
 
+// Errors are the exception on every path: `#[cold]` lets the compiler move the code that
+// builds them out of the way of the code that runs.
 impl Error {
+    #[cold]
     pub fn new(code: i32, msg: impl Into<String>) -> Self {
         Error {
             code,
             msg: msg.into(),
         }
     }
+    #[cold]
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::new(code::INVALID_ARGUMENT, msg)
     }
+    #[cold]
     pub fn runtime(e: &crate::tang::RtError, context: impl fmt::Display) -> Self {
         Error::new(code::RUNTIME_ERROR, format!("{context}: {e}"))
     }

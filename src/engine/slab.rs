@@ -209,6 +209,7 @@ impl Slab {
         Ok(((s.generation as u64) << 32) | (idx as u64 + 1))
     }
 
+    #[cold]
     fn not_live(handle: u64) -> Error {
         Error::invalid(format!(
             "sub-batch handle {handle:#x} is not live (stale, freed or foreign)"
