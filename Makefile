@@ -5,6 +5,7 @@
 # Other targets:
 #   make emu     build the emulated Tang runtime and lay out an SDK-shaped root in $(EMU_ROOT)
 #   make lint    rustfmt + clippy
+#   make icache  the code footprint of one small transfer (callgrind's cache simulation)
 
 CARGO    ?= cargo
 EMU_ROOT ?= target/tangrt-emu
@@ -18,7 +19,7 @@ BENCH_ENV  := MC_TANGRT_ROOT=$(EMU_ROOT_ABS) SUNRISE_LINK_LIB=$(abspath target/r
 # The main job: same-device and peer-device, write and read, 4K..16M, with baselines.
 BENCH_ARGS ?=
 
-.PHONY: all emu lib examples lint test test-rust test-c test-cpp test-examples test-reliability test-fuzz bench demo clean
+.PHONY: all emu lib examples lint test test-rust test-c test-cpp test-examples test-reliability test-fuzz bench icache demo clean
 
 all: emu lib
 
@@ -56,6 +57,7 @@ test-examples: emu lib examples
 	$(BENCH_ENV) $(BENCH) --duration 0.05 --block-sizes 4K,1M --op write,read,mix --check
 	$(BENCH_ENV) $(BENCH) --duration 0.05 --block-sizes 64K --local-type dram --check
 	$(BENCH_ENV) sh c_examples/bench_pair.sh $(BENCH) --duration 0.05 --block-sizes 4K,1M --check
+	$(BENCH_ENV) c_examples/build/icache_probe --transfers 200 --block 64K
 
 # Leak check: the C harness and tests/valgrind/abi_cycles.c under valgrind memcheck (any
 # memory error or definitely lost byte fails); skipped with a note where valgrind is absent.
@@ -82,6 +84,16 @@ demo: emu
 
 bench: emu lib examples
 	$(BENCH_ENV) $(BENCH) $(BENCH_ARGS)
+
+# One 4 KiB transfer at a time after a pass over 200 KB of other code, under callgrind's cache
+# simulation: instructions and instruction-cache misses per transfer, per object (see
+# docs/performance.md). ICACHE_ARGS go to the probe (e.g. --block 64K).
+ICACHE_ARGS ?=
+icache: emu lib examples
+	@command -v valgrind >/dev/null 2>&1 || { echo "make icache needs valgrind (apt-get install valgrind)"; exit 1; }
+	$(BENCH_ENV) valgrind --tool=callgrind --cache-sim=yes --callgrind-out-file=target/icache.callgrind \
+	  c_examples/build/icache_probe $(ICACHE_ARGS)
+	python3 c_examples/icache_report.py target/icache.callgrind
 
 clean:
 	$(CARGO) clean
