@@ -216,7 +216,7 @@ fn start_run(
 /// touching the current device (as the vendor's own samples do); if `tangMemcpyPeer` then
 /// fails and works with the source device current, the transport remembers that.
 ///
-/// The first try is all a working copy runs; the rest is out of line ([`peer_fallback`]).
+/// The first try is all a working copy runs; the rest is out of line (`peer_fallback`).
 #[inline]
 pub fn peer_chain(
     ctx: &Ctx,

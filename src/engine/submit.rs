@@ -7,7 +7,7 @@
 //! particular device current, and restored before submit returns.
 //!
 //! A submit of one small request on known buffers, the commonest transfer, takes a compact
-//! path of its own ([`one`]) that does the same with far less code; everything else, and its
+//! path of its own (`one`) that does the same with far less code; everything else, and its
 //! failures after the first copy call, take the general path.
 
 use super::batch::SubBatch;
