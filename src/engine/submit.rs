@@ -346,21 +346,10 @@ pub fn run(
                         };
                         let pk = p.shifted(off);
                         let r = &req(i + k);
-                        match execute(
+                        let done = execute(
                             ctx, &mut dg, &maps, &mut memo, &one, r, &pk, r.length, async_ok,
-                        ) {
-                            Ok(Done::Now(path)) => ctx.ends().complete(
-                                batch,
-                                first + i + k,
-                                &lens[k..k + 1],
-                                path,
-                                start,
-                            ),
-                            Ok(Done::InFlight) => {}
-                            Err((path, e)) => {
-                                ctx.ends().fail(batch, first + i + k, path, e.msg, start)
-                            }
-                        }
+                        );
+                        end(ctx, &one, done);
                         off += r.length;
                     }
                 }
@@ -503,12 +492,24 @@ fn one_failed(
         start,
     };
     let mut memo = Memo::default();
-    match retry_fresh(
+    let done = retry_fresh(
         ctx, dg, maps, &mut memo, &tasks, req, p, req.length, false, failure,
-    ) {
-        Ok(Done::Now(path)) => ctx.ends().complete(batch, first, &lens, path, start),
+    );
+    end(ctx, &tasks, done);
+}
+
+/// Ends the tasks of one copy as it went: completed with their bytes, left to their
+/// asynchronous run, or (a copy of one task) failed.
+fn end(ctx: &Ctx, tasks: &Tasks<'_>, done: std::result::Result<Done, Failure>) {
+    match done {
+        Ok(Done::Now(path)) => {
+            ctx.ends()
+                .complete(tasks.batch, tasks.head, tasks.lens, path, tasks.start)
+        }
         Ok(Done::InFlight) => {}
-        Err((path, e)) => ctx.ends().fail(batch, first, path, e.msg, start),
+        Err((path, e)) => ctx
+            .ends()
+            .fail(tasks.batch, tasks.head, path, e.msg, tasks.start),
     }
 }
 
