@@ -136,6 +136,7 @@ pub unsafe extern "C" fn tangEmuPtmlEnter(function_name: *const c_char) -> c_uin
             return 0;
         };
         counters::hit_external(n);
+        crate::state::ensure_config();
         crate::faults::check(n).unwrap_or(0)
     })
 }

@@ -31,10 +31,9 @@ pub fn install(specs: &[FaultSpec]) {
     ANY.store(!f.is_empty(), Ordering::Release);
 }
 
-/// The code a call of `name` must fail with, if a fault says so. Makes sure the configuration
-/// (and so `TANG_EMU_FAULTS`) was read before the first check.
+/// The code a call of `name` must fail with, if a fault says so. The caller has made sure the
+/// configuration (and so `TANG_EMU_FAULTS`) was read (`state::ensure_config`).
 pub fn check(name: &str) -> Option<u32> {
-    crate::state::ensure_config();
     if !ANY.load(Ordering::Acquire) {
         return None;
     }

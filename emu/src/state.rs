@@ -248,7 +248,7 @@ pub fn emu() -> &'static Emu {
         crate::faults::install(&cfg.faults);
         crate::cost::install(&cfg.call_cost_us);
         mem::cleanup_stale();
-        crate::fork::register();
+        crate::fork::register(|held| emu().lock_all_for_fork(held));
         let devices = (0..cfg.devices)
             .map(|i| Arc::new(Device::new(i, cfg.memory_per_device)))
             .collect();
