@@ -198,13 +198,32 @@ fn stream_threads() -> usize {
         .filter_map(|e| {
             let dir = e.ok()?.path();
             let comm = std::fs::read_to_string(dir.join("comm")).ok()?;
-            // A joined thread can stay listed for a moment while the kernel releases it, as a
-            // zombie or dead task: only a thread still alive counts.
+            // A joined thread can stay listed for a moment while the kernel releases it: still
+            // running its exit (its memory map already let go: vsize 0), then a zombie or dead
+            // task. Only a thread that has not begun to exit counts.
             let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-            let state = stat.rsplit(')').next()?.split_whitespace().next()?;
-            (comm.starts_with("tang-emu-stream") && state != "Z" && state != "X").then_some(())
+            let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+            let state = *fields.first()?;
+            // Field 23 of stat (vsize) is the 21st after the command's closing parenthesis.
+            let vsize = fields.get(20)?.parse::<u64>().ok()?;
+            (comm.starts_with("tang-emu-stream") && state != "Z" && state != "X" && vsize > 0)
+                .then_some(())
         })
         .count()
+}
+
+/// [`stream_threads`] once it is `want`, waiting at most a second: `pthread_join` returns as
+/// soon as the kernel has woken it from the exiting thread, a moment before that thread lets
+/// its memory map go (a thread that was not joined but left running stays counted).
+fn stream_threads_settled(want: usize) -> usize {
+    let t = Instant::now();
+    loop {
+        let n = stream_threads();
+        if n == want || t.elapsed() > Duration::from_secs(1) {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 #[test]
@@ -232,7 +251,7 @@ fn destroy_joins_the_stream_thread() {
     );
     assert_eq!(unsafe { (r.tangStreamDestroy)(s) }, 0);
     assert_eq!(
-        stream_threads(),
+        stream_threads_settled(before),
         before,
         "a stream thread still ran after tangStreamDestroy returned"
     );
@@ -247,7 +266,7 @@ fn destroy_joins_the_stream_thread() {
     );
     assert_eq!(unsafe { (r.tangStreamSynchronize)(s) }, 0);
     assert_eq!(unsafe { (r.tangStreamDestroy)(s) }, 0);
-    assert_eq!(stream_threads(), before);
+    assert_eq!(stream_threads_settled(before), before);
     unsafe {
         assert_eq!((r.tangFree)(local), 0);
         assert_eq!((r.tangFree)(remote), 0);
