@@ -212,19 +212,22 @@ fn stream_threads() -> usize {
         .count()
 }
 
-/// [`stream_threads`] once it is `want`, waiting at most a second: `pthread_join` returns as
-/// soon as the kernel has woken it from the exiting thread, a moment before that thread lets
-/// its memory map go (a thread that was not joined but left running stays counted).
-fn stream_threads_settled(want: usize) -> usize {
+/// [`stream_threads`] once it is `want`, or after `within`.
+fn stream_threads_settled(want: usize, within: Duration) -> usize {
     let t = Instant::now();
     loop {
         let n = stream_threads();
-        if n == want || t.elapsed() > Duration::from_secs(1) {
+        if n == want || t.elapsed() > within {
             return n;
         }
         std::thread::sleep(Duration::from_millis(1));
     }
 }
+
+/// How long a thread that destroy joined may still be counted: `pthread_join` returns as soon
+/// as the kernel has woken it from the exiting thread, a moment before that thread lets its
+/// memory map go (a thread that was not joined but left running stays counted).
+const JOINED_SETTLE: Duration = Duration::from_secs(1);
 
 #[test]
 fn destroy_joins_the_stream_thread() {
@@ -240,18 +243,14 @@ fn destroy_joins_the_stream_thread() {
     assert_eq!(unsafe { (r.tangStreamCreate)(&mut s) }, 0);
     assert_eq!(unsafe { (r.tangMemcpyAsync)(mapped, local, n, D2D, s) }, 0);
     // The thread names itself once it starts.
-    let t = Instant::now();
-    while stream_threads() != before + 1 && t.elapsed() < Duration::from_secs(5) {
-        std::thread::yield_now();
-    }
     assert_eq!(
-        stream_threads(),
+        stream_threads_settled(before + 1, Duration::from_secs(5)),
         before + 1,
         "the stream's thread runs the copy"
     );
     assert_eq!(unsafe { (r.tangStreamDestroy)(s) }, 0);
     assert_eq!(
-        stream_threads_settled(before),
+        stream_threads_settled(before, JOINED_SETTLE),
         before,
         "a stream thread still ran after tangStreamDestroy returned"
     );
@@ -266,7 +265,7 @@ fn destroy_joins_the_stream_thread() {
     );
     assert_eq!(unsafe { (r.tangStreamSynchronize)(s) }, 0);
     assert_eq!(unsafe { (r.tangStreamDestroy)(s) }, 0);
-    assert_eq!(stream_threads_settled(before), before);
+    assert_eq!(stream_threads_settled(before, JOINED_SETTLE), before);
     unsafe {
         assert_eq!((r.tangFree)(local), 0);
         assert_eq!((r.tangFree)(remote), 0);
